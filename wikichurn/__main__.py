@@ -1,0 +1,3 @@
+from wikichurn.cli import main
+
+main()

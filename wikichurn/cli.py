@@ -1,0 +1,136 @@
+"""The ``wikichurn`` command line: thin commands that parse flags and call the packages.
+
+Heavy imports (Spark, MLflow) happen inside the commands so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="wikichurn: Wikimedia projectviews lakehouse and traffic-collapse (churn) model.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+mirror_app = typer.Typer(help="A simulated Wikimedia dumps mirror served over HTTP.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The bronze -> silver -> gold medallion pipeline.", no_args_is_help=True)
+app.add_typer(mirror_app, name="mirror")
+app.add_typer(pipeline_app, name="pipeline")
+
+console = Console()
+
+DateOpt = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="a UTC date, YYYY-MM-DD")]
+
+
+def _yesterday() -> date:
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Spark Connect and py4j are chatty at INFO.
+    for noisy in ("py4j", "pyspark", "httpx", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="folder to write the mirror into")],
+    start: DateOpt,
+    end: DateOpt,
+    domains: Annotated[int, typer.Option(min=1, help="number of domain codes")] = 500,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 0,
+) -> None:
+    """Write a realistic simulated dumps mirror (projectviews files + decoys + listings)."""
+    from pipeline.simulate import simulate as run_simulation
+
+    summary = run_simulation(out, start.date(), end.date(), domains=domains, seed=seed, progress=True)
+    console.print(summary.describe())
+
+
+@mirror_app.command("serve")
+def mirror_serve(
+    root: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="the mirror folder")],
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+) -> None:
+    """Serve a mirror folder over HTTP with Apache-style listings (until Ctrl-C)."""
+    from pipeline.mirror import run_mirror
+
+    run_mirror(root, host=host, port=port)
+
+
+@app.command()
+def ingest(
+    start: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="first UTC date")] = None,
+    end: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="last UTC date")] = None,
+    source: Annotated[str | None, typer.Option(help="dumps URL or folder (default: settings)")] = None,
+    dest: Annotated[str | None, typer.Option(help="raw folder or s3://bucket/prefix (default: settings)")] = None,
+) -> None:
+    """Land projectviews files from the dumps site into raw storage (idempotent)."""
+    from pipeline.ingest import ingest as run_ingest
+    from pipeline.settings import get_settings
+
+    settings = get_settings()
+    first = start.date() if start else _yesterday()
+    last = end.date() if end else first
+    summary = run_ingest(
+        source or settings.source_url, dest or settings.raw_uri, first, last, settings, progress=True
+    )
+    console.print(summary.describe())
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+@pipeline_app.command("run")
+def pipeline_run() -> None:
+    """Run bronze -> silver -> gold incrementally and print a per-table summary."""
+    from pipeline.run import run_pipeline
+    from pipeline.settings import get_settings
+    from pipeline.spark import build_spark
+
+    settings = get_settings()
+    with build_spark(settings) as spark:
+        result = run_pipeline(spark, settings)
+    _print_pipeline(result.table_counts, result.describe())
+
+
+def _print_pipeline(counts: dict[str, int], text: str) -> None:
+    table = Table(title="lakehouse tables")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    console.print(text)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where the demo writes its mirror, raw zone and lake")] = Path(
+        "data/demo"
+    ),
+    days: Annotated[int, typer.Option(min=14, help="days of simulated traffic")] = 60,
+    domains: Annotated[int, typer.Option(min=10, help="simulated domain codes")] = 500,
+    seed: Annotated[int, typer.Option(help="random seed")] = 7,
+) -> None:
+    """The end-to-end demo, offline: simulate -> serve -> ingest -> bronze/silver/gold."""
+    from pipeline.demo import run_demo
+
+    run_demo(workdir, days=days, domains=domains, seed=seed, console=console)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
