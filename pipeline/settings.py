@@ -82,6 +82,13 @@ class IngestSettings(BaseModel):
     max_file_bytes: int = Field(default=5_000_000, gt=0)
 
 
+class PipelineSettings(BaseModel):
+    """The medallion pipeline."""
+
+    # Raw files read per bronze write: bounds memory on a cold start over a long history.
+    bronze_batch_files: int = Field(default=2000, ge=1)
+
+
 class ChurnSettings(BaseModel):
     """The churn definition: churn on day t if, within ``horizon_days``, daily views fall to
     ``factor`` x the mean of the ``window_days`` days before t."""
@@ -115,6 +122,7 @@ class Settings(BaseSettings):
     sail: SailSettings = Field(default_factory=SailSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     mlflow_tracking_uri: str | None = Field(
         default=None,
@@ -135,9 +143,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_sources = tuple(
-            YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in reversed(_yaml_files())
-        )
+        yaml_sources = tuple(YamlConfigSettingsSource(settings_cls, yaml_file=path) for path in reversed(_yaml_files()))
         return (init_settings, _AwsEnvSource(settings_cls), env_settings, *yaml_sources)
 
     def is_s3(self, uri: str) -> bool:

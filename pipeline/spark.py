@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -69,6 +70,7 @@ def build_spark(settings: Settings) -> Iterator[SparkSession]:
     Yields:
         A ready ``SparkSession`` (a Spark Connect session for Sail and ``spark.remote``).
     """
+    _use_utc_process_time_zone()
     if settings.engine == "sail":
         with _sail_session(settings) as spark:
             yield spark
@@ -77,12 +79,22 @@ def build_spark(settings: Settings) -> Iterator[SparkSession]:
             yield spark
 
 
+def _use_utc_process_time_zone() -> None:
+    # PySpark converts naive datetimes with the *client's* local zone in both directions, while
+    # SQL literals use the session zone. One zone (UTC) everywhere keeps watermarks and event
+    # times exact whatever the machine's TZ is.
+    if os.environ.get("TZ") != "UTC":
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+
+
 @contextmanager
 def _sail_session(settings: Settings) -> Iterator[SparkSession]:
     from pysail.spark import SparkConnectServer
     from pyspark.sql import SparkSession
 
     os.environ.update(sail_s3_environment(settings.s3))
+    os.environ.setdefault("RUST_LOG", "warn")  # Sail logs every session at INFO otherwise
     server = SparkConnectServer(ip="127.0.0.1", port=settings.sail.port)
     server.start(background=True)
     _host, port = server.listening_address

@@ -85,9 +85,7 @@ def ingest(
     settings = get_settings()
     first = start.date() if start else _yesterday()
     last = end.date() if end else first
-    summary = run_ingest(
-        source or settings.source_url, dest or settings.raw_uri, first, last, settings, progress=True
-    )
+    summary = run_ingest(source or settings.source_url, dest or settings.raw_uri, first, last, settings, progress=True)
     console.print(summary.describe())
     if summary.failed:
         raise typer.Exit(code=1)

@@ -1,0 +1,75 @@
+"""Explicit schemas of every lakehouse table (the contracts other tools read)."""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    DateType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+BRONZE_SCHEMA = StructType(
+    [
+        StructField("value", StringType(), False),
+        StructField("_source_path", StringType(), False),
+        StructField("_ingested_at", TimestampType(), False),
+    ]
+)
+
+# One row per raw file bronze has taken, including files with no lines.
+LEDGER_SCHEMA = StructType(
+    [
+        StructField("_source_path", StringType(), False),
+        StructField("file_name", StringType(), False),
+        StructField("file_bytes", LongType(), True),
+        StructField("line_count", LongType(), False),
+        StructField("event_timestamp", TimestampType(), True),
+        StructField("event_date", DateType(), True),
+        StructField("_ingested_at", TimestampType(), False),
+    ]
+)
+
+SILVER_CLEAN_SCHEMA = StructType(
+    [
+        StructField("domain_code", StringType(), False),
+        StructField("count_views", LongType(), False),
+        StructField("event_timestamp", TimestampType(), False),
+        StructField("event_date", DateType(), False),
+        StructField("_source_path", StringType(), False),
+        StructField("_ingested_at", TimestampType(), False),
+    ]
+)
+
+SILVER_QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("value", StringType(), False),
+        StructField("_source_path", StringType(), False),
+        StructField("_ingested_at", TimestampType(), False),
+        StructField("dq_reason", StringType(), False),
+    ]
+)
+
+DQ_REPORT_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("run_at", TimestampType(), False),
+        StructField("bronze_watermark", TimestampType(), True),
+        StructField("rows_in", LongType(), False),
+        StructField("rows_clean", LongType(), False),
+        StructField("rows_quarantined", LongType(), False),
+        StructField("report", StringType(), False),
+    ]
+)
+
+GOLD_DAILY_SCHEMA = StructType(
+    [
+        StructField("domain_code", StringType(), False),
+        StructField("count_views", LongType(), False),
+        StructField("hours_present", IntegerType(), False),
+        StructField("event_date", DateType(), False),
+    ]
+)

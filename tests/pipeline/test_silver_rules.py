@@ -1,0 +1,100 @@
+"""Parsing and every data-quality rule, table-driven, on the pure silver transforms."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.testing import assertSchemaEqual
+
+from pipeline.schemas import BRONZE_SCHEMA, SILVER_CLEAN_SCHEMA, SILVER_QUARANTINE_SCHEMA
+from pipeline.silver import DQ_REASONS, FILE_RULES, ROW_RULES, clean_rows, parse_bronze, quarantined_rows
+
+RAW = "/raw/2024/2024-01/"
+GOOD_FILE = RAW + "projectviews-20240105-130000"
+AT = datetime(2024, 1, 6, 2, 0, 0)
+
+
+def _reasons(spark: SparkSession, rows: list[tuple[str, str]]) -> list[str | None]:
+    bronze = spark.createDataFrame([(value, path, AT) for value, path in rows], BRONZE_SCHEMA)
+    parsed = parse_bronze(bronze).select("value", "_source_path", "dq_reason").collect()
+    by_line = {(r["value"], r["_source_path"]): r["dq_reason"] for r in parsed}
+    return [by_line[row] for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("line", "path", "reason"),
+    [
+        ("en - 4567890 0", GOOD_FILE, None),
+        ("de.m.s - 321 0", GOOD_FILE, None),
+        ("zh-min-nan - 7 0", GOOD_FILE, None),
+        ("commons.m - 0 0", GOOD_FILE, None),
+        ("en - 12 0", RAW + "projectviews-20241301-000000", "unparseable_file_name"),
+        ("en - 12 0", RAW + "projectviews-20240105-133000", "unparseable_file_name"),
+        ("en - 12 0", RAW + "projectviews-2024010-130000", "unparseable_file_name"),
+        ("en - 12", GOOD_FILE, "wrong_field_count"),
+        ("en - 12 0 extra", GOOD_FILE, "wrong_field_count"),
+        ("en  - 12 0", GOOD_FILE, "wrong_field_count"),
+        ("en\t-\t12\t0", GOOD_FILE, "wrong_field_count"),
+        (" - 7 0", GOOD_FILE, "empty_domain"),
+        ("en/../x - 7 0", GOOD_FILE, "invalid_domain"),
+        (".en - 7 0", GOOD_FILE, "invalid_domain"),
+        ("en Main_Page 5 0", GOOD_FILE, "unexpected_page_title"),
+        ("de - abc 0", GOOD_FILE, "non_numeric_count"),
+        ("de - 12.5 0", GOOD_FILE, "non_numeric_count"),
+        ("de -  0", GOOD_FILE, "non_numeric_count"),
+        ("fr - -5 0", GOOD_FILE, "negative_count"),
+        ("fr - 99999999999999999999 0", GOOD_FILE, "count_out_of_range"),
+    ],
+)
+def test_row_rules_name_the_first_failing_rule(spark: SparkSession, line: str, path: str, reason: str | None) -> None:
+    assert _reasons(spark, [(line, path)]) == [reason]
+
+
+def test_duplicate_domain_in_one_file_quarantines_every_copy(spark: SparkSession) -> None:
+    other_file = RAW + "projectviews-20240105-140000"
+    rows = [
+        ("en - 10 0", GOOD_FILE),
+        ("en - 11 0", GOOD_FILE),
+        ("de - 5 0", GOOD_FILE),
+        ("de - x 0", GOOD_FILE),  # a bad copy does not make the good one a duplicate
+        ("en - 12 0", other_file),  # the same domain in another hour is normal
+    ]
+    assert _reasons(spark, rows) == [
+        "duplicate_domain_in_file",
+        "duplicate_domain_in_file",
+        None,
+        "non_numeric_count",
+        None,
+    ]
+
+
+def test_every_reason_is_declared_once() -> None:
+    assert len(DQ_REASONS) == len(set(DQ_REASONS)) == len(ROW_RULES) + len(FILE_RULES)
+    assert all(reason.replace("_", "").isalpha() for reason in DQ_REASONS)
+
+
+def test_clean_and_quarantine_split_every_row_with_typed_columns(spark: SparkSession) -> None:
+    rows = [("en - 10 0", GOOD_FILE), ("en.m - 20 0", GOOD_FILE), ("bad", GOOD_FILE), ("x - -1 0", GOOD_FILE)]
+    bronze = spark.createDataFrame([(v, p, AT) for v, p in rows], BRONZE_SCHEMA)
+    parsed = parse_bronze(bronze)
+    clean, quarantine = clean_rows(parsed), quarantined_rows(parsed)
+    assertSchemaEqual(clean.schema, SILVER_CLEAN_SCHEMA, ignoreNullable=True)
+    assertSchemaEqual(quarantine.schema, SILVER_QUARANTINE_SCHEMA, ignoreNullable=True)
+    got = sorted(tuple(r) for r in clean.select("domain_code", "count_views", "event_timestamp", "event_date").collect())
+    assert got == [
+        ("en", 10, datetime(2024, 1, 5, 13), date(2024, 1, 5)),
+        ("en.m", 20, datetime(2024, 1, 5, 13), date(2024, 1, 5)),
+    ]
+    assert sorted((r["value"], r["dq_reason"]) for r in quarantine.collect()) == [
+        ("bad", "wrong_field_count"),
+        ("x - -1 0", "negative_count"),
+    ]
+
+
+def test_seconds_in_old_file_names_are_accepted(spark: SparkSession) -> None:
+    path = RAW + "projectviews-20150501-010012"
+    bronze = spark.createDataFrame([("en - 3 0", path, AT)], BRONZE_SCHEMA)
+    row = clean_rows(parse_bronze(bronze)).collect()[0]
+    assert row["event_timestamp"] == datetime(2015, 5, 1, 1)
