@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,13 @@ class PipelineResult:
     gold_dates: list[date] = field(default_factory=list)
     table_counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (for ``--json`` output and logs)."""
+        data = asdict(self)
+        data["run_at"] = self.run_at.isoformat() + "Z"
+        data["gold_dates"] = [d.isoformat() for d in self.gold_dates]
+        return data
 
     def describe(self) -> str:
         """A short human summary."""

@@ -126,7 +126,7 @@ def _spark_session(settings: Settings) -> Iterator[SparkSession]:
     else:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.master(settings.spark.master or "local[2]")
-        conf = {"spark.ui.enabled": "false", **conf}
+        conf = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false", **conf}
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

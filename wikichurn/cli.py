@@ -5,6 +5,7 @@ Heavy imports (Spark, MLflow) happen inside the commands so ``--help`` stays ins
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -91,8 +92,11 @@ def ingest(
         raise typer.Exit(code=1)
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON only")]
+
+
 @pipeline_app.command("run")
-def pipeline_run() -> None:
+def pipeline_run(as_json: JsonOpt = False) -> None:
     """Run bronze -> silver -> gold incrementally and print a per-table summary."""
     from pipeline.run import run_pipeline
     from pipeline.settings import get_settings
@@ -101,7 +105,10 @@ def pipeline_run() -> None:
     settings = get_settings()
     with build_spark(settings) as spark:
         result = run_pipeline(spark, settings)
-    _print_pipeline(result.table_counts, result.describe())
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        _print_pipeline(result.table_counts, result.describe())
 
 
 def _print_pipeline(counts: dict[str, int], text: str) -> None:
