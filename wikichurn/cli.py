@@ -131,7 +131,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed")] = 7,
 ) -> None:
     """The end-to-end demo, offline: simulate -> serve -> ingest -> bronze/silver/gold."""
-    from pipeline.demo import run_demo
+    from wikichurn.demo import run_demo
 
     run_demo(workdir, days=days, domains=domains, seed=seed, console=console)
 
