@@ -82,7 +82,9 @@ def test_clean_and_quarantine_split_every_row_with_typed_columns(spark: SparkSes
     clean, quarantine = clean_rows(parsed), quarantined_rows(parsed)
     assertSchemaEqual(clean.schema, SILVER_CLEAN_SCHEMA, ignoreNullable=True)
     assertSchemaEqual(quarantine.schema, SILVER_QUARANTINE_SCHEMA, ignoreNullable=True)
-    got = sorted(tuple(r) for r in clean.select("domain_code", "count_views", "event_timestamp", "event_date").collect())
+    got = sorted(
+        tuple(r) for r in clean.select("domain_code", "count_views", "event_timestamp", "event_date").collect()
+    )
     assert got == [
         ("en", 10, datetime(2024, 1, 5, 13), date(2024, 1, 5)),
         ("en.m", 20, datetime(2024, 1, 5, 13), date(2024, 1, 5)),
