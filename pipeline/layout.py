@@ -24,7 +24,7 @@ PROJECTVIEWS_NAME_SQL = r"projectviews-(\d{8})-(\d{2})\d{4}$"
 
 def parse_file_time(name: str) -> datetime | None:
     """The hour a projectviews file name labels (UTC, seconds dropped), or None if it is not one."""
-    match = PROJECTVIEWS_NAME.match(name)
+    match = PROJECTVIEWS_NAME.fullmatch(name)  # fullmatch: "$" would accept a trailing newline
     if not match:
         return None
     year, month, day, hour, minute, second = (int(g) for g in match.groups())

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from pipeline import lake as tables
 from pipeline.bronze import build_bronze, is_raw_key
+from pipeline.features import GOLD_FEATURES, run_features
 from pipeline.gold import build_gold_daily
 from pipeline.lake import Lake
 from pipeline.layout import parse_file_time
@@ -56,6 +57,7 @@ class PipelineResult:
     by_reason: dict[str, int] = field(default_factory=dict)
     gold_dates: list[date] = field(default_factory=list)
     table_counts: dict[str, int] = field(default_factory=dict)
+    features: str | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,15 +77,17 @@ class PipelineResult:
             f"run {self.run_id}: {self.files_new} new files, {self.bronze_rows:,} bronze rows -> "
             f"{self.clean_rows:,} clean + {self.quarantined_rows:,} quarantined ({reasons}); "
             f"gold dates recomputed: {len(self.gold_dates)} ({span}); {self.seconds:.1f} s"
+            + (f"\n{self.features}" if self.features else "")
         )
 
 
-def run_pipeline(spark: SparkSession, settings: Settings) -> PipelineResult:
+def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = True) -> PipelineResult:
     """Run bronze, silver and gold incrementally over everything raw storage holds.
 
     Args:
         spark: the session from :func:`pipeline.spark.build_spark`.
         settings: where raw files and the lake are, and the engine's table format.
+        features: also rebuild ``gold_churn_features`` when gold changed (or it is missing).
 
     Returns:
         Counts of what this run added, and the row count of every table.
@@ -109,6 +113,8 @@ def run_pipeline(spark: SparkSession, settings: Settings) -> PipelineResult:
         _reconcile_ledger(lake, sizes, run_at, expected=[store.uri(f.key) for f in new_files])
 
     _update_silver_and_gold(lake, result)
+    if features and lake.exists(tables.GOLD_DAILY) and (result.gold_dates or not lake.exists(GOLD_FEATURES)):
+        result.features = run_features(spark, settings).describe()
     result.table_counts = {
         name: lake.count(name)
         for name in (
@@ -118,6 +124,7 @@ def run_pipeline(spark: SparkSession, settings: Settings) -> PipelineResult:
             tables.SILVER_QUARANTINE,
             tables.SILVER_DQ_REPORTS,
             tables.GOLD_DAILY,
+            GOLD_FEATURES,
         )
     }
     result.seconds = time.monotonic() - started

@@ -54,6 +54,8 @@ class S3Settings(BaseModel):
     secret_access_key: str | None = None
     # Local S3-compatible servers usually speak plain HTTP.
     allow_http: bool = True
+    # Unsigned requests, for servers without authentication.
+    anonymous: bool = False
 
 
 class SparkSettings(BaseModel):

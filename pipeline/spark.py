@@ -37,8 +37,8 @@ def sail_s3_environment(s3: S3Settings) -> dict[str, str]:
     if s3.access_key_id and s3.secret_access_key:
         env["AWS_ACCESS_KEY_ID"] = s3.access_key_id
         env["AWS_SECRET_ACCESS_KEY"] = s3.secret_access_key
-    elif not os.environ.get("AWS_ACCESS_KEY_ID"):
-        env["AWS_SKIP_SIGNATURE"] = "true"  # anonymous local servers
+    elif s3.anonymous:
+        env["AWS_SKIP_SIGNATURE"] = "true"
     return env
 
 

@@ -69,7 +69,7 @@ class LocalStore:
         self.root = str(self.path)
 
     def list_files(self, prefix: str = "") -> list[StoredFile]:
-        base = self.path / prefix if prefix else self.path
+        base = self.path / _check_key(prefix) if prefix else self.path
         if not base.exists():
             return []
         found = []
@@ -157,8 +157,10 @@ class S3Store:
 def s3_client(s3: S3Settings) -> S3Client:
     """A boto3 S3 client for the configured endpoint (path-style, as local servers need)."""
     import boto3
+    from botocore import UNSIGNED
     from botocore.config import Config
 
+    signing = {"signature_version": UNSIGNED} if s3.anonymous else {}
     return boto3.client(
         "s3",
         endpoint_url=s3.endpoint_url,
@@ -168,6 +170,7 @@ def s3_client(s3: S3Settings) -> S3Client:
         config=Config(
             s3={"addressing_style": "path"} if s3.endpoint_url else {},
             retries={"max_attempts": 5, "mode": "standard"},
+            **signing,
         ),
     )
 

@@ -11,8 +11,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
+import rich
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.table import Table
 
 app = typer.Typer(
@@ -36,9 +38,14 @@ def _yesterday() -> date:
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    # Results go to stdout; logs and progress bars share one stderr console so a live bar is
+    # redrawn around log lines instead of being torn by them.
+    rich.reconfigure(stderr=True)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=rich.get_console(), show_path=False, rich_tracebacks=False)],
+        force=True,
     )
     # Spark Connect and py4j are chatty at INFO.
     for noisy in ("py4j", "pyspark", "httpx", "botocore", "urllib3"):
@@ -109,6 +116,18 @@ def pipeline_run(as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps(result.to_dict()))
     else:
         _print_pipeline(result.table_counts, result.describe())
+
+
+@app.command()
+def features() -> None:
+    """Rebuild gold_churn_features (labels + leak-free features) from the gold tables."""
+    from pipeline.features import run_features
+    from pipeline.settings import get_settings
+    from pipeline.spark import build_spark
+
+    settings = get_settings()
+    with build_spark(settings) as spark:
+        console.print(run_features(spark, settings).describe())
 
 
 def _print_pipeline(counts: dict[str, int], text: str) -> None:
