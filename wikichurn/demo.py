@@ -11,11 +11,15 @@ import logging
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,8 @@ def _mirror_is_current(mirror: Path, start: date, end: date, domains: int, seed:
     if not manifest.is_file():
         return False
     params = json.loads(manifest.read_text()).get("parameters", {})
-    return params == {"start": start.isoformat(), "end": end.isoformat(), "domains": domains, "seed": seed}
+    wanted = {"start": start.isoformat(), "end": end.isoformat(), "domains": domains, "seed": seed}
+    return {key: params.get(key) for key in wanted} == wanted
 
 
 def demo_settings(workdir: Path, base: Settings | None = None) -> Settings:
@@ -95,14 +100,12 @@ def run_demo(workdir: Path, *, days: int = 60, domains: int = 500, seed: int = 7
     return settings
 
 
-def _show_tables(spark: object, settings: Settings, counts: dict[str, int], console: Console) -> None:
-    from pyspark.sql import SparkSession
+def _show_tables(spark: SparkSession, settings: Settings, counts: dict[str, int], console: Console) -> None:
     from pyspark.sql import functions as F
 
     from pipeline import lake as tables
     from pipeline.lake import Lake
 
-    assert isinstance(spark, SparkSession)
     lake = Lake(spark, settings)
     catalog = Table(title="tables")
     catalog.add_column("table")
