@@ -8,7 +8,9 @@ jars cannot be fetched) merges become dynamic partition overwrites and deletes a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +122,25 @@ class Lake:
     def count(self, table: str) -> int:
         """Row count of ``table`` (0 when it does not exist yet)."""
         return self.read(table).count() if self.exists(table) else 0
+
+    def scratch_path(self, name: str) -> str:
+        """A private folder under the lake root for intermediate results of one run."""
+        return f"{self.root}/_scratch/{name}"
+
+    def drop_scratch(self, name: str) -> None:
+        """Delete :meth:`scratch_path` ``name`` and everything in it."""
+        path = self.scratch_path(name)
+        if self.is_s3:
+            bucket, _, prefix = path.split("://", 1)[1].partition("/")
+            client = s3_client(self.settings.s3)
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if keys:
+                    client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):  # still used by another run: keep it
+                Path(path).parent.rmdir()
 
     def ref(self, table: str) -> str:
         """SQL reference to ``table``, e.g. ``delta.`/lake/gold` ``."""

@@ -28,7 +28,7 @@ from pipeline.gold import build_gold_daily
 from pipeline.lake import Lake
 from pipeline.layout import parse_file_time
 from pipeline.schemas import DQ_REPORT_SCHEMA, LEDGER_SCHEMA
-from pipeline.silver import DQ_REASONS, clean_rows, parse_bronze, quarantined_rows
+from pipeline.silver import DQ_REASONS, PARSED_COLUMNS, clean_rows, parse_bronze, quarantined_rows
 from pipeline.storage import RawStore, StoredFile, open_store
 
 if TYPE_CHECKING:
@@ -203,9 +203,16 @@ def _update_silver_and_gold(lake: Lake, result: PipelineResult) -> None:
     for table in (tables.SILVER_CLEAN, tables.SILVER_QUARANTINE):
         lake.delete_where(table, pending_filter)
 
-    parsed = parse_bronze(pending)
+    # Parse once into scratch parquet, then split: engines without caching (Sail) would
+    # otherwise run the parse, regexes and duplicate window twice, once per output table.
+    scratch = f"silver-{result.run_id}"
+    parse_bronze(pending).select(*PARSED_COLUMNS).write.mode("overwrite").parquet(lake.scratch_path(scratch))
+    parsed = lake.spark.read.parquet(lake.scratch_path(scratch))
     lake.append(clean_rows(parsed), tables.SILVER_CLEAN, partition_by=["event_date"])
+    log.info("silver: clean rows appended")
     lake.append(quarantined_rows(parsed), tables.SILVER_QUARANTINE)
+    log.info("silver: quarantined rows appended")
+    lake.drop_scratch(scratch)
 
     clean_new = lake.read(tables.SILVER_CLEAN).where(pending_filter)
     rows_clean = clean_new.count()
@@ -224,6 +231,7 @@ def _update_silver_and_gold(lake: Lake, result: PipelineResult) -> None:
         )
 
     dates = sorted(r[0] for r in clean_new.select("event_date").distinct().collect())
+    log.info("silver: %d rows in = %d clean + %d quarantined", rows_in, rows_clean, quarantined)
     if dates:
         touched = lake.read(tables.SILVER_CLEAN).where(F.col("event_date").isin(dates))
         lake.upsert(

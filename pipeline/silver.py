@@ -25,10 +25,13 @@ FILE_TIME_SQL = (
     r"try_to_timestamp(regexp_extract(_file_name, '^projectviews-(\\d{8}-\\d{2})00\\d{2}$', 1), 'yyyyMMdd-HH')"
 )
 
+# `domain_code page_title count_views total_response_size`, single spaces.
+FOUR_FIELDS = r"^[^ ]* [^ ]* [^ ]* [^ ]*$"
+
 # Row rules, in order: reason code -> SQL condition that is TRUE for a bad row.
 ROW_RULES: dict[str, str] = {
     "unparseable_file_name": "_event_timestamp IS NULL",
-    "wrong_field_count": "_n_fields <> 4",
+    "wrong_field_count": "NOT _four_fields",
     "empty_domain": "_domain = ''",
     "invalid_domain": f"NOT (_domain RLIKE '{DOMAIN_PATTERN}')",
     "unexpected_page_title": "_page_title <> '-'",
@@ -51,14 +54,22 @@ def _first_failing(rules: dict[str, str]) -> F.Column:
 
 def parse_bronze(bronze: DataFrame) -> DataFrame:
     """Split each bronze line into typed fields and attach its ``dq_reason`` (NULL when clean)."""
-    fields = F.split(F.col("value"), " ")
-    parsed = (
-        bronze.withColumn("_file_name", F.regexp_extract("_source_path", r"([^/]+)$", 1))
+    # The hour is a property of the file: parse each file name once, not once per line.
+    files = (
+        bronze.select("_source_path")
+        .distinct()
+        .withColumn("_file_name", F.regexp_extract("_source_path", r"([^/]+)$", 1))
         .withColumn("_event_timestamp", F.expr(FILE_TIME_SQL))
-        .withColumn("_n_fields", F.size(fields))
-        .withColumn("_domain", F.coalesce(F.get(fields, 0), F.lit("")))
-        .withColumn("_page_title", F.coalesce(F.get(fields, 1), F.lit("")))
-        .withColumn("_count_text", F.coalesce(F.get(fields, 2), F.lit("")))
+        .drop("_file_name")
+    )
+    # One regular expression per field: cheaper than split() + get(), which engines without
+    # common-subexpression elimination recompute for every reference.
+    parsed = (
+        bronze.join(F.broadcast(files), ["_source_path"], "left")
+        .withColumn("_four_fields", F.col("value").rlike(FOUR_FIELDS))
+        .withColumn("_domain", F.regexp_extract("value", r"^([^ ]*)", 1))
+        .withColumn("_page_title", F.regexp_extract("value", r"^[^ ]* ([^ ]*)", 1))
+        .withColumn("_count_text", F.regexp_extract("value", r"^[^ ]* [^ ]* ([^ ]*)", 1))
         .withColumn("_row_reason", _first_failing(ROW_RULES))
     )
     per_file = Window.partitionBy("_source_path", "_domain")
@@ -67,6 +78,18 @@ def parse_bronze(bronze: DataFrame) -> DataFrame:
         F.sum(F.when(F.col("_row_reason").isNull(), 1).otherwise(0)).over(per_file),
     )
     return parsed.withColumn("dq_reason", F.coalesce(F.col("_row_reason"), _first_failing(FILE_RULES)))
+
+
+# What clean_rows and quarantined_rows need from parse_bronze's output.
+PARSED_COLUMNS: tuple[str, ...] = (
+    "value",
+    "_source_path",
+    "_ingested_at",
+    "_domain",
+    "_count_text",
+    "_event_timestamp",
+    "dq_reason",
+)
 
 
 def clean_rows(parsed: DataFrame) -> DataFrame:

@@ -99,7 +99,8 @@ def _sail_session(settings: Settings) -> Iterator[SparkSession]:
     server.start(background=True)
     _host, port = server.listening_address
     log.info("sail server listening on 127.0.0.1:%s", port)
-    spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
+    # create(), not getOrCreate(): a second embedded server must get its own session.
+    spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
     try:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
         yield spark
