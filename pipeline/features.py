@@ -7,8 +7,11 @@ proves the two agree on every column): a dense per-domain calendar, window funct
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Window
@@ -215,5 +218,51 @@ def run_features(spark: SparkSession, settings: Settings) -> FeatureResult:
         positive_rate=float(stats["rate"] or 0.0),
         domains=len(codes),
     )
+    log.info(result.describe())
+    return result
+
+
+@dataclass
+class SnapshotResult:
+    """What a serving snapshot export wrote."""
+
+    path: Path
+    as_of: date | None
+    domains: int
+
+    def describe(self) -> str:
+        """A short human summary."""
+        return f"serving snapshot {self.path}: {self.domains:,} domains as of {self.as_of}"
+
+
+def latest_complete_rows(features: DataFrame, min_hours: int) -> DataFrame:
+    """The feature rows of the latest day whose hourly files are all there."""
+    complete = features.where(F.col("day_hours_available") >= min_hours)
+    last = complete.agg(F.max("event_date").alias("_as_of"))
+    return complete.join(last, complete["event_date"] == last["_as_of"]).drop("_as_of")
+
+
+def export_snapshot(spark: SparkSession, settings: Settings, out: Path) -> SnapshotResult:
+    """Write the features of every domain on the latest complete day to a parquet file.
+
+    The scoring service loads this file at start-up, so scoring a known domain needs no engine.
+    A JSON sidecar (``<out>.json``) records the day and where the features came from.
+    """
+    lake = Lake(spark, settings)
+    rows = latest_complete_rows(lake.read(GOLD_FEATURES), settings.churn.min_hours_complete)
+    frame = rows.select(*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS)).toPandas()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(out)  # the service may be reading the old snapshot: swap, never overwrite in place
+    as_of = frame["event_date"].max() if len(frame) else None
+    meta = {
+        "as_of": as_of.isoformat() if as_of is not None else None,
+        "domains": len(frame),
+        "source": lake.path(GOLD_FEATURES),
+        "exported_at": datetime.now(UTC).isoformat(),
+    }
+    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    result = SnapshotResult(path=out, as_of=as_of, domains=len(frame))
     log.info(result.describe())
     return result

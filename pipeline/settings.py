@@ -89,6 +89,8 @@ class PipelineSettings(BaseModel):
 
     # Raw files read per bronze write: bounds memory on a cold start over a long history.
     bronze_batch_files: int = Field(default=2000, ge=1)
+    # Where `wikichurn features export` writes the scoring service's feature snapshot.
+    snapshot_path: str = "./data/serving/features_snapshot.parquet"
 
 
 class ChurnSettings(BaseModel):

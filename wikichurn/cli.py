@@ -25,7 +25,11 @@ app = typer.Typer(
 mirror_app = typer.Typer(help="A simulated Wikimedia dumps mirror served over HTTP.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="The bronze -> silver -> gold medallion pipeline.", no_args_is_help=True)
 app.add_typer(mirror_app, name="mirror")
+features_app = typer.Typer(
+    help="The churn feature table and its serving snapshot (no sub-command: build).", invoke_without_command=True
+)
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(features_app, name="features")
 
 console = Console()
 
@@ -118,8 +122,14 @@ def pipeline_run(as_json: JsonOpt = False) -> None:
         _print_pipeline(result.table_counts, result.describe())
 
 
-@app.command()
-def features() -> None:
+@features_app.callback()
+def _features_default(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        features_build()
+
+
+@features_app.command("build")
+def features_build() -> None:
     """Rebuild gold_churn_features (labels + leak-free features) from the gold tables."""
     from pipeline.features import run_features
     from pipeline.settings import get_settings
@@ -128,6 +138,21 @@ def features() -> None:
     settings = get_settings()
     with build_spark(settings) as spark:
         console.print(run_features(spark, settings).describe())
+
+
+@features_app.command("export")
+def features_export(
+    out: Annotated[Path | None, typer.Option(help="parquet file (default: pipeline.snapshot_path)")] = None,
+) -> None:
+    """Export the latest complete day of features for the scoring service."""
+    from pipeline.features import export_snapshot
+    from pipeline.settings import get_settings
+    from pipeline.spark import build_spark
+
+    settings = get_settings()
+    with build_spark(settings) as spark:
+        result = export_snapshot(spark, settings, out or Path(settings.pipeline.snapshot_path))
+    console.print(result.describe())
 
 
 def _print_pipeline(counts: dict[str, int], text: str) -> None:
