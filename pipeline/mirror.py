@@ -105,6 +105,9 @@ class MirrorRequestHandler(SimpleHTTPRequestHandler):
     """GET/HEAD over a folder, confined to it; listings in the dumps site's format."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: ingestion fetches many small files
+    # Headers and body go out in separate writes: without this, Nagle plus the client's delayed
+    # ACK hold every response ~40 ms on keep-alive connections.
+    disable_nagle_algorithm = True
     server_version = "wikichurn-mirror/0.1"
     timeout = 30  # idle keep-alive connections do not hold a thread forever
     root: Path  # set on the subclass built by serve_mirror
