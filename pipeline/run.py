@@ -282,5 +282,7 @@ def _dq_report(
         "quarantined_by_reason": {reason: by_reason.get(reason, 0) for reason in DQ_REASONS},
         "files_processed": len(files),
         "hourly_completeness": completeness,
-        "incomplete_dates": sorted(d for d, hours in completeness.items() if hours < 24),
+        "incomplete_dates": sorted(
+            d for d, hours in completeness.items() if hours < lake.settings.churn.min_hours_complete
+        ),
     }

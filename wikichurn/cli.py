@@ -155,6 +155,29 @@ def features_export(
     console.print(result.describe())
 
 
+@app.command()
+def eda(
+    out: Annotated[Path, typer.Option(help="folder for report.html and plots/")] = Path("data/eda"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Explore the lake: KPI tables (gold_kpis_*), plots and one HTML report; logged to MLflow if configured."""
+    from pipeline.eda import run_eda
+    from pipeline.settings import get_settings
+    from pipeline.spark import build_spark
+
+    settings = get_settings()
+    with build_spark(settings) as spark:
+        try:
+            result = run_eda(spark, settings, out)
+        except FileNotFoundError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(code=1) from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        console.print(result.describe())
+
+
 def _print_pipeline(counts: dict[str, int], text: str) -> None:
     table = Table(title="lakehouse tables")
     table.add_column("table")
