@@ -11,7 +11,9 @@ to at most ``factor`` x its mean over the ``window_days`` days before t (t exclu
 Calendar. A domain exists from the first day it had views to the last day the lake has files for.
 Inside that span a day the domain is absent from is a day of zero views; a day whose hourly files
 are missing (fewer than ``min_hours_complete``) is a data gap, and with the ``strict`` policy any
-label whose past window or future horizon touches one is unavailable, as is a label whose past
+label whose past window or future horizon touches one is unavailable (``rescale`` first scales days
+with at least ``min_hours_rescale`` files to 24 hours and treats only sparser days as gaps; with
+``rescale``, ``count_views`` stays as observed while every statistic uses the scaled series), as is a label whose past
 window or horizon is not fully inside the calendar, and one whose past mean is zero (a dead domain
 cannot collapse).
 
@@ -162,14 +164,18 @@ def compute_domain_frame(
     if positive.empty or last is pd.NaT or positive.index.min() > last:
         return pd.DataFrame(columns=[*KEY_COLUMNS, *FEATURE_COLUMNS, *label_columns(churn.horizon_days)])
     calendar = pd.date_range(positive.index.min(), last, freq="D")
-    v = series.reindex(calendar, fill_value=0.0).fillna(0.0)
+    observed = series.reindex(calendar, fill_value=0.0).fillna(0.0)
     hours_map = {pd.Timestamp(k): int(h) for k, h in (day_hours or {}).items()}
     hours = pd.Series([hours_map.get(d, 24) if day_hours is None else hours_map.get(d, 0) for d in calendar], calendar)
+    v = observed
+    if churn.incomplete_policy == "rescale":
+        partial = (hours >= churn.min_hours_rescale) & (hours < 24)
+        v = observed.where(~partial, observed * 24.0 / hours.where(partial, 24))
 
     out = pd.DataFrame(index=calendar)
     out["domain_code"] = domain_code
     out["event_date"] = calendar.date
-    out["count_views"] = v.astype("int64")
+    out["count_views"] = observed.astype("int64")
     past = _rolling(v, churn.window_days, past_only=True).mean()
     out["avg_views_past_3d"] = past
     out["threshold"] = churn.factor * past
@@ -217,8 +223,8 @@ def _label_available(v: pd.Series, hours: pd.Series, past: pd.Series, churn: Chu
     position = np.arange(n)
     inside = (position >= w) & (position + h <= n - 1)
     available = inside & (past.to_numpy() > 0)
-    if churn.incomplete_policy == "strict":
-        incomplete = (hours < churn.min_hours_complete).astype("int64").to_numpy()
+    if churn.incomplete_policy != "ignore":
+        incomplete = (hours < churn.gap_hours()).astype("int64").to_numpy()
         # Incomplete days in [t-w, t-1] and in [t+1, t+h], by prefix sums.
         prefix = np.concatenate([[0], np.cumsum(incomplete)])
         lo, hi = np.clip(position - w, 0, n), np.clip(position + h + 1, 0, n)

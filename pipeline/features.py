@@ -97,7 +97,7 @@ def build_churn_features(gold: DataFrame, day_hours: DataFrame, domains: DataFra
             F.coalesce("count_views", F.lit(0)).cast("bigint").alias("count_views"),
             F.coalesce("day_hours", F.lit(0)).cast("bigint").alias("day_hours_available"),
         )
-        .withColumn("_v", F.col("count_views").cast("double"))
+        .withColumn("_v", _adjusted_views(churn))
         .withColumn("days_since_first_seen", F.datediff("event_date", "first_seen").cast("bigint"))
     )
 
@@ -143,13 +143,13 @@ def build_churn_features(gold: DataFrame, day_hours: DataFrame, domains: DataFra
     cols["min_views_future"] = F.min("_v").over(rows(1, h))
 
     features = daily.withColumns(cols)
-    incomplete = (F.col("day_hours_available") < churn.min_hours_complete).cast("bigint")
+    incomplete = (F.col("day_hours_available") < churn.gap_hours()).cast("bigint")
     available = (
         (F.col("days_since_first_seen") >= w)
         & (F.datediff("calendar_end", "event_date") >= h)
         & (F.col("avg_views_past_3d") > 0)
     )
-    if churn.incomplete_policy == "strict":
+    if churn.incomplete_policy != "ignore":
         features = features.withColumn("_incomplete", incomplete)
         touched = F.coalesce(F.sum("_incomplete").over(rows(-w, -1)), F.lit(0)) + F.coalesce(
             F.sum("_incomplete").over(rows(1, h)), F.lit(0)
@@ -166,6 +166,16 @@ def build_churn_features(gold: DataFrame, day_hours: DataFrame, domains: DataFra
     ).join(domains, ["domain_code"], "left")
     ordered = [*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS), *label_columns(h)]
     return features.select(*ordered)
+
+
+def _adjusted_views(churn: ChurnSettings) -> Column:
+    """Views as the statistics see them: scaled to 24 hours on partial days under ``rescale``."""
+    views = F.col("count_views").cast("double")
+    if churn.incomplete_policy != "rescale":
+        return views
+    hours = F.col("day_hours_available")
+    partial = (hours >= churn.min_hours_rescale) & (hours < 24)
+    return F.when(partial, views * F.lit(24.0) / hours.cast("double")).otherwise(views)
 
 
 def _stddev(window: Window) -> Column:

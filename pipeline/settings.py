@@ -102,8 +102,17 @@ class ChurnSettings(BaseModel):
     factor: float = Field(default=0.3, gt=0, lt=1)
     # A day is complete when it has at least this many hourly files.
     min_hours_complete: int = Field(default=24, ge=1, le=24)
-    # "strict": labels touching an incomplete day are unavailable; "ignore": use them anyway.
-    incomplete_policy: Literal["strict", "ignore"] = "strict"
+    # What a label does with incomplete days in its window or horizon:
+    # "strict"  - the label is unavailable;
+    # "rescale" - days with at least `min_hours_rescale` files count as complete, their views
+    #             scaled by 24 / files present; days with fewer are gaps (label unavailable);
+    # "ignore"  - labels are used as they are.
+    incomplete_policy: Literal["strict", "rescale", "ignore"] = "strict"
+    min_hours_rescale: int = Field(default=20, ge=1, le=24)
+
+    def gap_hours(self) -> int:
+        """Days with fewer hourly files than this are data gaps for the labels."""
+        return self.min_hours_rescale if self.incomplete_policy == "rescale" else self.min_hours_complete
 
 
 class Settings(BaseSettings):

@@ -68,6 +68,20 @@ def test_missing_day_inside_horizon_or_window_makes_the_label_unavailable() -> N
     assert lenient.loc[8, "label_available"]
 
 
+def test_rescale_policy_scales_partial_days_and_keeps_their_labels() -> None:
+    values = [100] * 20
+    hours = {D0 + timedelta(days=i): 24 for i in range(20)}
+    hours[D0 + timedelta(days=12)] = 20  # 20 of 24 files: 100 observed views mean 120 over the day
+    hours[D0 + timedelta(days=5)] = 10  # too sparse to rescale: still a gap
+    frame = labels(values, ChurnSettings(incomplete_policy="rescale", min_hours_rescale=18), day_hours=hours)
+    assert frame.loc[12, "count_views"] == 100  # observed, as in gold
+    assert frame.loc[13, "views_lag_1"] == pytest.approx(120.0)
+    assert frame.loc[11, "views_plus_1"] == pytest.approx(120.0)
+    assert frame.loc[9, "label_available"]  # day 12 in its horizon is fine now
+    assert not frame.loc[3, "label_available"]  # day 5 is still a gap
+    assert frame["churn"].fillna(0).eq(0).all()  # a partial day is not a drop
+
+
 def test_domain_that_disappears_churns_then_has_no_label() -> None:
     frame = labels([50] * 10 + [0] * 10)
     assert frame.loc[9, "churn"] == 1 and frame.loc[9, "label_available"]

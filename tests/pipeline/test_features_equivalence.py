@@ -45,7 +45,9 @@ def random_lake(seed: int, days: int = 70) -> tuple[list[tuple], dict[date, int]
     return rows, hours
 
 
-@pytest.mark.parametrize(("seed", "policy"), [(1, "strict"), (2, "strict"), (3, "ignore"), (4, "strict")])
+@pytest.mark.parametrize(
+    ("seed", "policy"), [(1, "strict"), (2, "strict"), (3, "ignore"), (4, "rescale"), (5, "rescale")]
+)
 def test_spark_features_equal_python_features(spark: SparkSession, seed: int, policy: str) -> None:
     churn = ChurnSettings(incomplete_policy=policy)
     rows, hours = random_lake(seed)
