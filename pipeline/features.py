@@ -33,7 +33,9 @@ from pipeline.churn import (
 from pipeline.lake import Lake
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.window import WindowSpec
 
     from pipeline.settings import ChurnSettings, Settings
 
@@ -103,7 +105,7 @@ def build_churn_features(gold: DataFrame, day_hours: DataFrame, domains: DataFra
 
     by_day = Window.partitionBy("domain_code").orderBy("event_date")
 
-    def rows(start: int, stop: int) -> Window:
+    def rows(start: int, stop: int) -> WindowSpec:
         return by_day.rowsBetween(start, stop)
 
     w, h = churn.window_days, churn.horizon_days
@@ -178,7 +180,7 @@ def _adjusted_views(churn: ChurnSettings) -> Column:
     return F.when(partial, views * F.lit(24.0) / hours.cast("double")).otherwise(views)
 
 
-def _stddev(window: Window) -> Column:
+def _stddev(window: WindowSpec) -> Column:
     # Sail 0.7.2 answers NaN, not 0, for the sample deviation of a constant window; Spark says 0.
     constant = (F.count("_v").over(window) >= 2) & (F.max("_v").over(window) == F.min("_v").over(window))
     return F.when(constant, F.lit(0.0)).otherwise(F.stddev_samp("_v").over(window))
@@ -260,7 +262,7 @@ def export_snapshot(spark: SparkSession, settings: Settings, out: Path) -> Snaps
     """
     lake = Lake(spark, settings)
     rows = latest_complete_rows(lake.read(GOLD_FEATURES), settings.churn.min_hours_complete)
-    frame = rows.select(*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS)).toPandas()
+    frame: pd.DataFrame = rows.select(*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS)).toPandas()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     frame.to_parquet(tmp, index=False)
