@@ -1,0 +1,46 @@
+"""The demo path end to end, small: simulate -> serve -> ingest over HTTP -> lake -> EDA."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from rich.console import Console
+from typer.testing import CliRunner
+
+from pipeline import lake as tables
+from pipeline.features import GOLD_FEATURES
+from wikichurn.cli import app
+from wikichurn.demo import run_demo
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_builds_the_lake_and_the_report_and_reruns_idempotently(tmp_path: Path) -> None:
+    out = io.StringIO()
+    settings = run_demo(tmp_path / "demo", days=21, domains=40, seed=3, console=Console(file=out, width=120))
+    text = out.getvalue()
+    assert "EDA report:" in text and "churn base rate" in text
+    lake = Path(settings.lake_uri)
+    for table in (tables.BRONZE, tables.SILVER_CLEAN, tables.GOLD_DAILY, GOLD_FEATURES, "gold_kpis_daily"):
+        assert DeltaTable(str(lake / table)).to_pyarrow_table().num_rows > 0, table
+    assert (tmp_path / "demo" / "eda" / "report.html").stat().st_size > 50_000
+    versions = {t: DeltaTable(str(lake / t)).version() for t in (tables.BRONZE, tables.GOLD_DAILY)}
+
+    again = io.StringIO()
+    run_demo(tmp_path / "demo", days=21, domains=40, seed=3, console=Console(file=again, width=120))
+    assert "reusing the simulated mirror" in again.getvalue()
+    assert "0 downloaded" in again.getvalue() and "nothing new" in again.getvalue()
+    assert {t: DeltaTable(str(lake / t)).version() for t in versions} == versions
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["simulate"], ["mirror", "serve"], ["ingest"], ["pipeline", "run"], ["features"], ["eda"], ["demo"]],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
