@@ -183,6 +183,75 @@ def run(
     }
     results.write_text(json.dumps({"meta": meta, "phases": measured}, indent=2) + "\n")
     typer.echo(f"results written to {results}")
+    typer.echo(markdown(meta, measured))
+
+
+def markdown(meta: dict[str, Any], phases: dict[str, Any]) -> str:
+    """The results as the markdown table of docs/benchmarks.md."""
+    cold, duck = phases["pipeline_cold"], phases["duckdb"]
+    ing, inc = phases["ingest"], phases["pipeline_incremental"]
+    lines = phases["simulate"]["lines"]
+    job = cold["job_seconds"]
+    rows = [
+        (
+            "simulate one year (mirror)",
+            phases["simulate"]["seconds"],
+            phases["simulate"]["peak_rss_mb"],
+            f"{phases['simulate']['files']:,} files, {lines:,} lines",
+        ),
+        (
+            "ingest from the local HTTP mirror",
+            phases["ingest"]["seconds"],
+            phases["ingest"]["peak_rss_mb"],
+            f"{ing['downloaded']:,} files, {ing['downloaded'] / ing['seconds']:.0f} files/s",
+        ),
+        (
+            "pipeline, cold (bronze -> silver -> gold)",
+            cold["seconds"],
+            cold["peak_rss_mb"],
+            f"{cold['bronze_rows']:,} lines, {cold['bronze_rows'] / job:,.0f} lines/s (job {job:.1f} s)",
+        ),
+        (
+            "DuckDB reference (parse + aggregate)",
+            duck["seconds"],
+            duck["peak_rss_mb"],
+            f"{lines / duck['seconds']:,.0f} lines/s; pipeline job / DuckDB = {job / duck['seconds']:.1f}x",
+        ),
+        (
+            "features (gold_churn_features)",
+            phases["features"]["seconds"],
+            phases["features"]["peak_rss_mb"],
+            f"{phases['features']['rows']:,} rows (job {phases['features']['job_seconds']:.1f} s), "
+            f"base rate {phases['features']['positive_rate']:.1%}",
+        ),
+        (
+            "ingest one new day",
+            phases["ingest_next"]["seconds"],
+            phases["ingest_next"]["peak_rss_mb"],
+            f"{phases['ingest_next']['downloaded']} files",
+        ),
+        (
+            "pipeline, incremental day",
+            phases["pipeline_incremental"]["seconds"],
+            phases["pipeline_incremental"]["peak_rss_mb"],
+            f"{inc['bronze_rows']:,} lines (job {inc['job_seconds']:.1f} s)",
+        ),
+    ]
+    out = [
+        f"{meta['days']} days x {meta['domains']} domains, {meta['machine']}, {meta['date']}",
+        "",
+        "| phase | wall s (process) | peak RSS MB | notes |",
+        "|---|---:|---:|---|",
+    ]
+    out += [f"| {name} | {sec:.1f} | {rss:,.0f} | {note} |" for name, sec, rss, note in rows]
+    return "\n".join(out)
+
+
+@app.command()
+def report(results: Path = Path("docs/benchmarks-pipeline.json")) -> None:
+    """Print the markdown table of a results file."""
+    data = json.loads(results.read_text())
+    typer.echo(markdown(data["meta"], data["phases"]))
 
 
 if __name__ == "__main__":
