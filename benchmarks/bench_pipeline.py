@@ -96,22 +96,25 @@ def _duckdb(workdir: Path) -> dict[str, Any]:
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     pattern = str(workdir / "raw" / "*" / "*" / "projectviews-*")
+    # Whole lines in (a delimiter that never occurs), then the same field checks as silver.
     con.execute(
         f"""
         COPY (
             WITH lines AS (
-                SELECT column0 AS domain_code, column1 AS page_title, column2 AS views_text, filename
-                FROM read_csv('{pattern}', delim=' ', header=false, quote='', escape='',
-                              all_varchar=true, null_padding=true, filename=true, auto_detect=false,
-                              columns={{'column0':'VARCHAR','column1':'VARCHAR','column2':'VARCHAR',
-                                        'column3':'VARCHAR'}})
+                SELECT line, filename
+                FROM read_csv('{pattern}', delim='\x01', header=false, quote='', escape='',
+                              columns={{'line': 'VARCHAR'}}, filename=true, auto_detect=false)
+                WHERE line IS NOT NULL AND line <> ''
+            ),
+            fields AS (
+                SELECT string_split(line, ' ') AS f, filename FROM lines
             ),
             parsed AS (
-                SELECT domain_code, TRY_CAST(views_text AS BIGINT) AS views,
+                SELECT f[1] AS domain_code, TRY_CAST(f[3] AS BIGINT) AS views,
                        strptime(regexp_extract(filename, 'projectviews-(\\d{{8}})', 1), '%Y%m%d')::DATE AS event_date,
                        filename
-                FROM lines
-                WHERE domain_code <> '' AND page_title = '-'
+                FROM fields
+                WHERE len(f) = 4 AND f[1] <> '' AND f[2] = '-'
             )
             SELECT domain_code, event_date, SUM(views) AS count_views, COUNT(DISTINCT filename) AS hours_present
             FROM parsed WHERE views >= 0

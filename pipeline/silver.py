@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from pipeline.frames import conform
@@ -72,10 +71,17 @@ def parse_bronze(bronze: DataFrame) -> DataFrame:
         .withColumn("_count_text", F.regexp_extract("value", r"^[^ ]* [^ ]* ([^ ]*)", 1))
         .withColumn("_row_reason", _first_failing(ROW_RULES))
     )
-    per_file = Window.partitionBy("_source_path", "_domain")
-    parsed = parsed.withColumn(
+    # Per-file counts of otherwise valid rows, joined back only where a domain repeats: a hash
+    # aggregate plus a (normally empty) join is cheaper than a window over every row.
+    repeated = (
+        parsed.where(F.col("_row_reason").isNull())
+        .groupBy("_source_path", "_domain")
+        .agg(F.count(F.lit(1)).alias("_domain_rows_in_file"))
+        .where(F.col("_domain_rows_in_file") > 1)
+    )
+    parsed = parsed.join(repeated, ["_source_path", "_domain"], "left").withColumn(
         "_domain_rows_in_file",
-        F.sum(F.when(F.col("_row_reason").isNull(), 1).otherwise(0)).over(per_file),
+        F.when(F.col("_row_reason").isNull(), F.coalesce("_domain_rows_in_file", F.lit(1))).otherwise(F.lit(0)),
     )
     return parsed.withColumn("dq_reason", F.coalesce(F.col("_row_reason"), _first_failing(FILE_RULES)))
 
