@@ -11,11 +11,12 @@ Nothing is read at import time: call :func:`get_settings` (cached) or build ``Se
 from __future__ import annotations
 
 import os
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,7 +38,7 @@ def conf_dir() -> Path:
 
 def _yaml_files() -> list[Path]:
     folder = conf_dir()
-    names = ["base.yaml"]
+    names = ["training.yaml", "base.yaml"]
     env = os.environ.get("WIKICHURN_ENV")
     if env:
         names.append(f"{env}.yaml")
@@ -115,6 +116,95 @@ class ChurnSettings(BaseModel):
         return self.min_hours_rescale if self.incomplete_policy == "rescale" else self.min_hours_complete
 
 
+MetricName = Literal["pr_auc", "roc_auc", "log_loss", "brier"]
+
+
+class SplitSettings(BaseModel):
+    """The time split: train < validation < test by ``event_date``, never shuffled.
+
+    Either fractions (of labelled rows, chosen so each set gets close to its share after the
+    gaps are cut out) or explicit cut dates (``train_end`` and ``validation_end``, inclusive).
+    """
+
+    train_fraction: float = Field(default=0.6, gt=0, lt=1)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    # Dates dropped between two sets; must be >= the label horizon (checked at split time)
+    # so that no label of one set looks at the days of the next.
+    gap_days: int = Field(default=7, ge=0)
+    train_end: date | None = None
+    validation_end: date | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitSettings:
+        total = self.train_fraction + self.validation_fraction + self.test_fraction
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1 (got {total:.3f})")
+        if (self.train_end is None) != (self.validation_end is None):
+            raise ValueError("give both split.train_end and split.validation_end, or neither")
+        if self.train_end and self.validation_end and self.validation_end <= self.train_end:
+            raise ValueError("split.validation_end must be after split.train_end")
+        return self
+
+
+class TuningSettings(BaseModel):
+    """The Optuna study over LightGBM hyper-parameters."""
+
+    trials: int = Field(default=30, ge=1)
+    metric: MetricName = "pr_auc"  # validation metric the study optimises
+    timeout_s: float | None = Field(default=None, gt=0)
+    num_boost_round: int = Field(default=1000, ge=1)
+    early_stopping_rounds: int = Field(default=50, ge=1)
+    pruning: bool = True
+    pruning_warmup_steps: int = Field(default=20, ge=0)
+    startup_trials: int = Field(default=5, ge=0)  # trials before TPE and the pruner kick in
+
+
+class ThresholdSettings(BaseModel):
+    """How the decision threshold is picked on validation predictions (never on test)."""
+
+    objective: Literal["f1", "fbeta", "cost"] = "f1"
+    beta: float = Field(default=1.0, gt=0)  # for objective=fbeta (beta > 1 favours recall)
+    # For objective=cost: cost of a missed churn (false negative) per false alarm (false positive).
+    fn_cost: float = Field(default=5.0, gt=0)
+
+
+class EvaluationSettings(BaseModel):
+    """Test-set evaluation and explanation."""
+
+    shap_sample_rows: int = Field(default=2000, ge=10)
+    calibration_bins: int = Field(default=10, ge=2)
+
+
+class PromotionSettings(BaseModel):
+    """When a registered candidate becomes ``production``."""
+
+    metric: MetricName = "pr_auc"  # compared on the candidate's test rows
+    min_delta: float = Field(default=0.0, ge=0)  # the candidate must beat production by more than this
+    production_alias: str = "production"
+    challenger_alias: str = "challenger"
+    require_beat_baseline: bool = True  # must also beat baseline_seed_features on test
+
+
+class TrainingSettings(BaseModel):
+    """Every setting of the training stage."""
+
+    experiment_name: str = "wikichurn"
+    model_name: str = "wikichurn"
+    # None: MLFLOW_TRACKING_URI, else a local sqlite store under ``data/mlflow``.
+    tracking_uri: str | None = None
+    # Artifact folder of experiments created on a local (sqlite) store; servers choose their own.
+    artifact_root: str = "./data/mlflow/artifacts"
+    feature_table: str = "gold_churn_features"
+    seed: int = 42
+    num_threads: int = Field(default=0, ge=0)  # LightGBM threads; 0 = its default
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
+    threshold: ThresholdSettings = Field(default_factory=ThresholdSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+
+
 class Settings(BaseSettings):
     """Every setting of wikichurn, typed and validated."""
 
@@ -137,6 +227,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
     mlflow_tracking_uri: str | None = Field(
         default=None,
         validation_alias=AliasChoices("WIKICHURN_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),

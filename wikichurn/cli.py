@@ -178,6 +178,42 @@ def eda(
         console.print(result.describe())
 
 
+@app.command("mlflow-server")
+def mlflow_server(
+    root: Annotated[Path, typer.Option(help="folder for mlflow.db and artifacts/")] = Path("data/mlflow"),
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
+) -> None:
+    """Run a local MLflow tracking server with the model registry (sqlite, local artifacts) until Ctrl-C."""
+    from training.server import run_tracking_server
+
+    raise typer.Exit(run_tracking_server(root, host=host, port=port))
+
+
+@app.command()
+def train(
+    trials: Annotated[int, typer.Option(min=0, help="Optuna trials (0: conf/training.yaml)")] = 0,
+    metric: Annotated[str, typer.Option(help="validation metric: pr_auc, roc_auc, log_loss, brier")] = "",
+    model_name: Annotated[str, typer.Option(help="registered model name (default: settings)")] = "",
+    force: Annotated[bool, typer.Option("--force", help="promote even if the candidate loses")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train, evaluate, register and promote the churn model on gold_churn_features."""
+    from pipeline.settings import get_settings
+    from training.config import load_training_settings
+    from training.main import run_main
+
+    tuning = {k: v for k, v in {"trials": trials, "metric": metric}.items() if v}
+    overrides: dict[str, object] = {"tuning": tuning} if tuning else {}
+    if model_name:
+        overrides["model_name"] = model_name
+    summary = run_main(load_training_settings(**overrides), get_settings(), force=force).summary()
+    if as_json:
+        typer.echo(json.dumps(summary, default=str))
+    else:
+        console.print_json(json.dumps(summary, default=str))
+
+
 def _print_pipeline(counts: dict[str, int], text: str) -> None:
     table = Table(title="lakehouse tables")
     table.add_column("table")
@@ -196,11 +232,12 @@ def demo(
     days: Annotated[int, typer.Option(min=14, help="days of simulated traffic")] = 60,
     domains: Annotated[int, typer.Option(min=10, help="simulated domain codes")] = 500,
     seed: Annotated[int, typer.Option(help="random seed")] = 7,
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trials of the training step")] = 10,
 ) -> None:
-    """The end-to-end demo, offline: simulate -> serve -> ingest -> bronze/silver/gold."""
+    """The end-to-end demo, offline: simulate -> ingest over HTTP -> lake -> EDA -> train and promote."""
     from wikichurn.demo import run_demo
 
-    run_demo(workdir, days=days, domains=domains, seed=seed, console=console)
+    run_demo(workdir, days=days, domains=domains, seed=seed, trials=trials, console=console)
 
 
 def main() -> None:

@@ -1,17 +1,19 @@
 """The end-to-end demo on the embedded defaults, fully offline.
 
 simulate a dumps mirror -> serve it on loopback -> ingest over HTTP into the raw zone ->
-bronze / silver / gold on Sail + Delta -> show what was built.
+bronze / silver / gold / features on Sail + Delta -> EDA report -> train, register and promote a
+model in a local MLflow tracking server -> show what was built.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -52,7 +54,9 @@ def demo_settings(workdir: Path, base: Settings | None = None) -> Settings:
     )
 
 
-def run_demo(workdir: Path, *, days: int = 60, domains: int = 500, seed: int = 7, console: Console) -> Settings:
+def run_demo(
+    workdir: Path, *, days: int = 60, domains: int = 500, seed: int = 7, trials: int = 10, console: Console
+) -> Settings:
     """Run the whole demo and print where everything is.
 
     Args:
@@ -60,6 +64,7 @@ def run_demo(workdir: Path, *, days: int = 60, domains: int = 500, seed: int = 7
         days: simulated days, from 2024-01-01.
         domains: simulated domain codes.
         seed: random seed of the simulation.
+        trials: Optuna trials of the training step.
         console: where to print.
 
     Returns:
@@ -71,20 +76,24 @@ def run_demo(workdir: Path, *, days: int = 60, domains: int = 500, seed: int = 7
     from pipeline.run import run_pipeline
     from pipeline.simulate import simulate
     from pipeline.spark import build_spark
+    from training.config import load_training_settings
+    from training.main import run_main
+    from training.server import tracking_server
 
     started = time.monotonic()
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # the demo prints its own summary
     workdir.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(workdir)
     start, end = DEMO_START, DEMO_START + timedelta(days=days - 1)
     mirror = workdir / "mirror"
 
-    console.rule("[bold]1/4 simulate a Wikimedia dumps mirror")
+    console.rule("[bold]1/5 simulate a Wikimedia dumps mirror")
     if _mirror_is_current(mirror, start, end, domains, seed):
         console.print(f"reusing the simulated mirror in {mirror}")
     else:
         console.print(simulate(mirror, start, end, domains=domains, seed=seed, progress=True).describe())
 
-    console.rule("[bold]2/4 ingest over HTTP into the raw zone")
+    console.rule("[bold]2/5 ingest over HTTP into the raw zone")
     with serve_mirror(mirror) as url:
         console.print(f"mirror served at {url}/ (like https://dumps.wikimedia.org/other/pageviews/)")
         summary = ingest(url, settings.raw_uri, start, end, settings, progress=True)
@@ -92,20 +101,27 @@ def run_demo(workdir: Path, *, days: int = 60, domains: int = 500, seed: int = 7
     if summary.failed:
         raise RuntimeError(f"ingestion failed for {summary.failed} files")
 
-    console.rule("[bold]3/4 bronze -> silver -> gold -> features (Sail + Delta)")
-    with build_spark(settings) as spark:
+    console.rule("[bold]3/5 bronze -> silver -> gold -> features (Sail + Delta)")
+    with tracking_server(workdir / "mlflow") as mlflow_server, build_spark(settings) as spark:
+        settings = settings.model_copy(update={"mlflow_tracking_uri": mlflow_server.url})
         result = run_pipeline(spark, settings)
         console.print(result.describe())
         _show_tables(spark, settings, result.table_counts, console)
 
-        console.rule("[bold]4/4 exploratory analysis")
+        console.rule("[bold]4/5 exploratory analysis")
         eda = run_eda(spark, settings, workdir / "eda")
         console.print(eda.describe())
+
+        console.rule("[bold]5/5 train, evaluate, register and promote (MLflow)")
+        cfg = load_training_settings(tracking_uri=mlflow_server.url, tuning={"trials": trials})
+        trained = run_main(cfg, settings, spark=spark)
+        _show_training(trained.summary(), console)
 
     console.rule("[bold]done")
     console.print(f"raw zone : {settings.raw_uri}")
     console.print(f"lakehouse: {settings.lake_uri}   (Delta tables; read them with deltalake or Spark)")
     console.print(f"EDA report: {eda.report}")
+    console.print(f"MLflow UI : wikichurn mlflow-server --root {workdir / 'mlflow'}   then open http://127.0.0.1:5000")
     console.print(f"demo took {time.monotonic() - started:.0f} s")
     return settings
 
@@ -137,3 +153,19 @@ def _show_tables(spark: SparkSession, settings: Settings, counts: dict[str, int]
 
     reasons = lake.read(tables.SILVER_QUARANTINE).groupBy("dq_reason").count().orderBy(F.desc("count")).collect()
     console.print("quarantine by reason: " + ", ".join(f"{r['dq_reason']}={r['count']:,}" for r in reasons))
+
+
+def _show_training(summary: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"test metrics (model {summary['model_name']} v{summary['version']} -> @{summary['alias']})")
+    for column in ("run", "PR AUC", "ROC AUC", "F1 (churn)", "threshold"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for role, metrics in summary["test"].items():
+        table.add_row(
+            role,
+            f"{metrics['pr_auc']:.3f}",
+            f"{metrics['roc_auc']:.3f}",
+            f"{metrics['f1_churn']:.3f}",
+            f"{metrics['threshold']:.3f}",
+        )
+    console.print(table)
+    console.print(f"promotion: {summary['reason']}")
