@@ -20,9 +20,10 @@ pytestmark = pytest.mark.slow
 
 def test_demo_builds_the_lake_and_the_report_and_reruns_idempotently(tmp_path: Path) -> None:
     out = io.StringIO()
-    settings = run_demo(tmp_path / "demo", days=21, domains=40, seed=3, console=Console(file=out, width=120))
+    settings = run_demo(tmp_path / "demo", days=42, domains=120, seed=3, trials=3, console=Console(file=out, width=120))
     text = out.getvalue()
     assert "EDA report:" in text and "churn base rate" in text
+    assert "@production" in text and "baseline_heuristic" in text  # trained, compared, promoted
     lake = Path(settings.lake_uri)
     for table in (tables.BRONZE, tables.SILVER_CLEAN, tables.GOLD_DAILY, GOLD_FEATURES, "gold_kpis_daily"):
         assert DeltaTable(str(lake / table)).to_pyarrow_table().num_rows > 0, table
@@ -30,7 +31,7 @@ def test_demo_builds_the_lake_and_the_report_and_reruns_idempotently(tmp_path: P
     versions = {t: DeltaTable(str(lake / t)).version() for t in (tables.BRONZE, tables.GOLD_DAILY)}
 
     again = io.StringIO()
-    run_demo(tmp_path / "demo", days=21, domains=40, seed=3, console=Console(file=again, width=120))
+    run_demo(tmp_path / "demo", days=42, domains=120, seed=3, trials=3, console=Console(file=again, width=120))
     assert "reusing the simulated mirror" in again.getvalue()
     assert "0 downloaded" in again.getvalue() and "nothing new" in again.getvalue()
     assert {t: DeltaTable(str(lake / t)).version() for t in versions} == versions
