@@ -38,12 +38,13 @@ ROW_RULES: dict[str, str] = {
     "negative_count": "_count_text LIKE '-%'",
     "count_out_of_range": "try_cast(_count_text AS BIGINT) IS NULL",
 }
-# File rules see only rows that passed every row rule. A domain listed twice in one hourly file is
-# ambiguous (which count is right?), so every copy is quarantined rather than one picked at random.
-FILE_RULES: dict[str, str] = {
-    "duplicate_domain_in_file": "_domain_rows_in_file > 1",
+# Hour rules see only rows that passed every row rule. A domain listed twice for one hour (twice
+# in one hourly file, or in two files naming the same hour) is ambiguous (which count is right?),
+# so every copy is quarantined rather than one picked at random.
+HOUR_RULES: dict[str, str] = {
+    "duplicate_domain_in_hour": "_domain_rows_in_hour > 1",
 }
-DQ_REASONS: tuple[str, ...] = (*ROW_RULES, *FILE_RULES)
+DQ_REASONS: tuple[str, ...] = (*ROW_RULES, *HOUR_RULES)
 
 
 def _first_failing(rules: dict[str, str]) -> F.Column:
@@ -71,19 +72,20 @@ def parse_bronze(bronze: DataFrame) -> DataFrame:
         .withColumn("_count_text", F.regexp_extract("value", r"^[^ ]* [^ ]* ([^ ]*)", 1))
         .withColumn("_row_reason", _first_failing(ROW_RULES))
     )
-    # Per-file counts of otherwise valid rows, joined back only where a domain repeats: a hash
-    # aggregate plus a (normally empty) join is cheaper than a window over every row.
+    # Rows per domain and hour among otherwise valid rows, joined back only where a domain
+    # repeats: a hash aggregate on a fixed-width key plus a (normally empty) join is much cheaper
+    # than a window, or than grouping by the long path string. Valid rows always have an hour.
     repeated = (
         parsed.where(F.col("_row_reason").isNull())
-        .groupBy("_source_path", "_domain")
-        .agg(F.count(F.lit(1)).alias("_domain_rows_in_file"))
-        .where(F.col("_domain_rows_in_file") > 1)
+        .groupBy("_event_timestamp", "_domain")
+        .agg(F.count(F.lit(1)).alias("_domain_rows_in_hour"))
+        .where(F.col("_domain_rows_in_hour") > 1)
     )
-    parsed = parsed.join(repeated, ["_source_path", "_domain"], "left").withColumn(
-        "_domain_rows_in_file",
-        F.when(F.col("_row_reason").isNull(), F.coalesce("_domain_rows_in_file", F.lit(1))).otherwise(F.lit(0)),
+    parsed = parsed.join(repeated, ["_event_timestamp", "_domain"], "left").withColumn(
+        "_domain_rows_in_hour",
+        F.when(F.col("_row_reason").isNull(), F.coalesce("_domain_rows_in_hour", F.lit(1))).otherwise(F.lit(0)),
     )
-    return parsed.withColumn("dq_reason", F.coalesce(F.col("_row_reason"), _first_failing(FILE_RULES)))
+    return parsed.withColumn("dq_reason", F.coalesce(F.col("_row_reason"), _first_failing(HOUR_RULES)))
 
 
 # What clean_rows and quarantined_rows need from parse_bronze's output.

@@ -61,7 +61,7 @@ def test_first_run_builds_every_table(spark: SparkSession, lake_settings: Settin
 
     assert result.files_new == 27 and result.files_ignored == 1
     assert result.bronze_rows == 48 + 7  # the blank line is not a row
-    assert result.by_reason == {"duplicate_domain_in_file": 2, "non_numeric_count": 1, "empty_domain": 1}
+    assert result.by_reason == {"duplicate_domain_in_hour": 2, "non_numeric_count": 1, "empty_domain": 1}
     assert result.clean_rows == 48 + 3
     assert gold_rows(lake_settings) == {
         ("en", date(2024, 1, 1)): (2400, 24),

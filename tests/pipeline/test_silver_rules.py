@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.testing import assertSchemaEqual
 
 from pipeline.schemas import BRONZE_SCHEMA, SILVER_CLEAN_SCHEMA, SILVER_QUARANTINE_SCHEMA
-from pipeline.silver import DQ_REASONS, FILE_RULES, ROW_RULES, clean_rows, parse_bronze, quarantined_rows
+from pipeline.silver import DQ_REASONS, HOUR_RULES, ROW_RULES, clean_rows, parse_bronze, quarantined_rows
 
 RAW = "/raw/2024/2024-01/"
 GOOD_FILE = RAW + "projectviews-20240105-130000"
@@ -52,7 +52,7 @@ def test_row_rules_name_the_first_failing_rule(spark: SparkSession, line: str, p
     assert _reasons(spark, [(line, path)]) == [reason]
 
 
-def test_duplicate_domain_in_one_file_quarantines_every_copy(spark: SparkSession) -> None:
+def test_duplicate_domain_in_one_hour_quarantines_every_copy(spark: SparkSession) -> None:
     other_file = RAW + "projectviews-20240105-140000"
     rows = [
         ("en - 10 0", GOOD_FILE),
@@ -60,18 +60,22 @@ def test_duplicate_domain_in_one_file_quarantines_every_copy(spark: SparkSession
         ("de - 5 0", GOOD_FILE),
         ("de - x 0", GOOD_FILE),  # a bad copy does not make the good one a duplicate
         ("en - 12 0", other_file),  # the same domain in another hour is normal
+        ("fr - 1 0", GOOD_FILE),
+        ("fr - 2 0", RAW + "projectviews-20240105-130012"),  # a second file naming the same hour
     ]
     assert _reasons(spark, rows) == [
-        "duplicate_domain_in_file",
-        "duplicate_domain_in_file",
+        "duplicate_domain_in_hour",
+        "duplicate_domain_in_hour",
         None,
         "non_numeric_count",
         None,
+        "duplicate_domain_in_hour",
+        "duplicate_domain_in_hour",
     ]
 
 
 def test_every_reason_is_declared_once() -> None:
-    assert len(DQ_REASONS) == len(set(DQ_REASONS)) == len(ROW_RULES) + len(FILE_RULES)
+    assert len(DQ_REASONS) == len(set(DQ_REASONS)) == len(ROW_RULES) + len(HOUR_RULES)
     assert all(reason.replace("_", "").isalpha() for reason in DQ_REASONS)
 
 
