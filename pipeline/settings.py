@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -90,8 +90,6 @@ class PipelineSettings(BaseModel):
 
     # Raw files read per bronze write: bounds memory on a cold start over a long history.
     bronze_batch_files: int = Field(default=2000, ge=1)
-    # Where `wikichurn features export` writes the scoring service's feature snapshot.
-    snapshot_path: str = "./data/serving/features_snapshot.parquet"
 
 
 class ChurnSettings(BaseModel):
@@ -205,6 +203,44 @@ class TrainingSettings(BaseModel):
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
 
 
+class ServingSettings(BaseModel):
+    """The scoring service: which model, which feature snapshot, limits and the listening address."""
+
+    # Fields named model_* are ours, not pydantic's.
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str = Field(default="wikichurn", min_length=1, description="registered model name")
+    model_alias: str = Field(default="production", min_length=1, description="registry alias served")
+    snapshot_path: str = Field(
+        default="./data/serving/features_snapshot.parquet",
+        description="feature snapshot written by `wikichurn features export` (+ its .json sidecar)",
+    )
+    max_batch: int = Field(default=1000, ge=1, description="most instances per /score request (more: 413)")
+    # Computing features from a history costs ~30 ms per instance (pandas), a snapshot lookup ~0.1 ms.
+    max_history_batch: int = Field(
+        default=100, ge=1, description="most instances with daily_views per /score request (more: 413)"
+    )
+    reload_interval_s: float = Field(
+        default=0.0, ge=0, description="seconds between checks of the alias for a new version; 0 = off"
+    )
+    explain_top_k: int = Field(default=5, ge=1, description="contributions listed per explanation")
+    model_cache_dir: str | None = Field(
+        default=None, description="where model versions are downloaded (default: a temporary folder)"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Not in the first list of fields: how long start-up waits for the first model load before the
+    # server accepts connections anyway (it keeps loading in the background; /ready says when).
+    startup_timeout_s: float = Field(default=30.0, ge=0)
+    # Back-off between attempts when the registry or the model is unavailable.
+    retry_min_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    # The longest history (first to last date, in days) accepted by the daily_views form.
+    max_history_days: int = Field(default=4000, ge=2)
+    # Request bodies above this many bytes are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
+
 class Settings(BaseSettings):
     """Every setting of wikichurn, typed and validated."""
 
@@ -228,6 +264,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     mlflow_tracking_uri: str | None = Field(
         default=None,
         validation_alias=AliasChoices("WIKICHURN_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),

@@ -142,7 +142,7 @@ def features_build() -> None:
 
 @features_app.command("export")
 def features_export(
-    out: Annotated[Path | None, typer.Option(help="parquet file (default: pipeline.snapshot_path)")] = None,
+    out: Annotated[Path | None, typer.Option(help="parquet file (default: serving.snapshot_path)")] = None,
 ) -> None:
     """Export the latest complete day of features for the scoring service."""
     from pipeline.features import export_snapshot
@@ -151,7 +151,7 @@ def features_export(
 
     settings = get_settings()
     with build_spark(settings) as spark:
-        result = export_snapshot(spark, settings, out or Path(settings.pipeline.snapshot_path))
+        result = export_snapshot(spark, settings, out or Path(settings.serving.snapshot_path))
     console.print(result.describe())
 
 
@@ -212,6 +212,26 @@ def train(
         typer.echo(json.dumps(summary, default=str))
     else:
         console.print_json(json.dumps(summary, default=str))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind (default: serving.host, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on (default: serving.port, 8000)")] = None,
+    access_log: Annotated[bool, typer.Option(help="log one line per request")] = False,
+) -> None:
+    """Serve the churn model over HTTP (FastAPI + uvicorn, one worker) until Ctrl-C."""
+    import os
+
+    from pipeline.settings import get_settings
+    from serving.config import load_serving_settings
+    from serving.main import run
+
+    tracking_uri = get_settings().mlflow_tracking_uri
+    if tracking_uri:
+        # Through the environment: importing mlflow here would load pyspark before the service blocks it.
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    run(host, port, settings=load_serving_settings(), access_log=access_log)
 
 
 def _print_pipeline(counts: dict[str, int], text: str) -> None:
