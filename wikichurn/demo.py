@@ -71,6 +71,7 @@ def run_demo(
         The settings the demo used (raw and lake locations).
     """
     from pipeline.eda import run_eda
+    from pipeline.features import export_snapshot
     from pipeline.ingest import ingest
     from pipeline.mirror import serve_mirror
     from pipeline.run import run_pipeline
@@ -87,13 +88,13 @@ def run_demo(
     start, end = DEMO_START, DEMO_START + timedelta(days=days - 1)
     mirror = workdir / "mirror"
 
-    console.rule("[bold]1/5 simulate a Wikimedia dumps mirror")
+    console.rule("[bold]1/6 simulate a Wikimedia dumps mirror")
     if _mirror_is_current(mirror, start, end, domains, seed):
         console.print(f"reusing the simulated mirror in {mirror}")
     else:
         console.print(simulate(mirror, start, end, domains=domains, seed=seed, progress=True).describe())
 
-    console.rule("[bold]2/5 ingest over HTTP into the raw zone")
+    console.rule("[bold]2/6 ingest over HTTP into the raw zone")
     with serve_mirror(mirror) as url:
         console.print(f"mirror served at {url}/ (like https://dumps.wikimedia.org/other/pageviews/)")
         summary = ingest(url, settings.raw_uri, start, end, settings, progress=True)
@@ -101,21 +102,28 @@ def run_demo(
     if summary.failed:
         raise RuntimeError(f"ingestion failed for {summary.failed} files")
 
-    console.rule("[bold]3/5 bronze -> silver -> gold -> features (Sail + Delta)")
+    console.rule("[bold]3/6 bronze -> silver -> gold -> features (Sail + Delta)")
     with tracking_server(workdir / "mlflow") as mlflow_server, build_spark(settings) as spark:
         settings = settings.model_copy(update={"mlflow_tracking_uri": mlflow_server.url})
         result = run_pipeline(spark, settings)
         console.print(result.describe())
         _show_tables(spark, settings, result.table_counts, console)
 
-        console.rule("[bold]4/5 exploratory analysis")
+        console.rule("[bold]4/6 exploratory analysis")
         eda = run_eda(spark, settings, workdir / "eda")
         console.print(eda.describe())
 
-        console.rule("[bold]5/5 train, evaluate, register and promote (MLflow)")
+        console.rule("[bold]5/6 train, evaluate, register and promote (MLflow)")
         cfg = load_training_settings(tracking_uri=mlflow_server.url, tuning={"trials": trials})
         trained = run_main(cfg, settings, spark=spark)
         _show_training(trained.summary(), console)
+        snapshot = export_snapshot(spark, settings, workdir / "serving" / "features_snapshot.parquet")
+
+        console.rule("[bold]6/6 serve the production model and score a few domains")
+        if trained.promotion.alias == cfg.promotion.production_alias or _has_production(mlflow_server.url, cfg):
+            _serve_and_score(mlflow_server.url, snapshot.path, console)
+        else:
+            console.print("no model holds the production alias yet: nothing to serve (see the promotion line)")
 
     console.rule("[bold]done")
     console.print(f"raw zone : {settings.raw_uri}")
@@ -169,3 +177,82 @@ def _show_training(summary: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
     console.print(f"promotion: {summary['reason']}")
+
+
+def _has_production(tracking_uri: str, cfg: Any) -> bool:
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri).get_model_version_by_alias(cfg.model_name, cfg.promotion.production_alias)
+    except MlflowException:
+        return False
+    return True
+
+
+DEMO_DOMAINS = ("en", "de.m", "fr.d", "ja", "commons.m", "xx.unknown")
+
+
+def _serve_and_score(tracking_uri: str, snapshot: Path, console: Console) -> None:
+    """Start ``wikichurn serve`` on a free port, score a few domains with one request, stop it."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "WIKICHURN_SERVING__SNAPSHOT_PATH": str(snapshot),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wikichurn", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the scoring service did not become ready")
+            time.sleep(0.3)
+        body = {"instances": [{"domain_code": d} for d in DEMO_DOMAINS], "explain": True}
+        console.print(f"service ready at {url}; the request:")
+        console.print(
+            f"curl -s -X POST {url}/score -H 'Content-Type: application/json' -d '{json.dumps(body)}'",
+            soft_wrap=True,
+        )
+        answer = httpx.post(f"{url}/score", json=body, timeout=30).json()
+        table = Table(title="POST /score")
+        for column in ("domain_code", "as_of", "risk_score", "churn", "top reason"):
+            table.add_column(column)
+        for item in answer["results"]:
+            if "error" in item:
+                table.add_row(item["domain_code"], "-", "-", "-", f"error: {item['error']['code']}")
+                continue
+            top = item.get("explanation", {}).get("contributions", [{}])[0]
+            value = top.get("value")
+            shown = f"{value:,.4g}" if isinstance(value, float) else value
+            reason = f"{top.get('feature')} = {shown} ({top.get('contribution', 0):+.2f})" if top else ""
+            table.add_row(
+                item["domain_code"], str(item["as_of"]), f"{item['risk_score']:.3f}", str(item["churn"]), reason
+            )
+        console.print(table)
+        console.print("start it yourself with: MLFLOW_TRACKING_URI=... wikichurn serve  (see docs/serving.md)")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

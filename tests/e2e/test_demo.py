@@ -24,6 +24,7 @@ def test_demo_builds_the_lake_and_the_report_and_reruns_idempotently(tmp_path: P
     text = out.getvalue()
     assert "EDA report:" in text and "churn base rate" in text
     assert "@production" in text and "baseline_heuristic" in text  # trained, compared, promoted
+    assert "POST /score" in text and "curl -s -X POST" in text and "unknown_domain" in text  # served
     lake = Path(settings.lake_uri)
     for table in (tables.BRONZE, tables.SILVER_CLEAN, tables.GOLD_DAILY, GOLD_FEATURES, "gold_kpis_daily"):
         assert DeltaTable(str(lake / table)).to_pyarrow_table().num_rows > 0, table
