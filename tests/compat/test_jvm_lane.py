@@ -19,6 +19,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline import lake as tables
+from pipeline.features import GOLD_FEATURES
 from pipeline.lake import Lake
 from pipeline.run import run_pipeline
 from pipeline.settings import Settings
@@ -55,24 +56,38 @@ def sorted_frame(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return df[sorted(df.columns)].sort_values(keys).reset_index(drop=True)
 
 
-def test_pipeline_on_jvm_spark_matches_sail(spark: SparkSession, tmp_path: Path) -> None:
+def test_pipeline_and_features_on_jvm_spark_match_sail(spark: SparkSession, tmp_path: Path) -> None:
     settings = Settings(raw_uri=str(tmp_path / "raw"), lake_uri=str(tmp_path / "lake_sail"))
     full_day(settings, "20240301", {"en": 100, "en.m": 250, "de.m.s": 3})
     full_day(settings, "20240302", {"en": 90, "fr.d": 2}, hours=range(0, 20))
     write_raw(settings, "projectviews-20240302-200000", ["en - 1 0", "en - 2 0", "x - y 0", " - 1 0", "ok - 1"])
     write_raw(settings, "projectviews-20241399-000000", ["en - 1 0"])
+    for day in range(3, 13):  # ten more (incomplete) days, so the features' windows have history
+        views = {"en": 100 + 7 * day, "en.m": 250 if day % 4 else 3, "fr.d": day % 3}
+        full_day(settings, f"202403{day:02d}", {k: v for k, v in views.items() if v}, hours=range(0, 2))
 
     run_pipeline(spark, settings)
     jvm_lake = tmp_path / "lake_jvm"
     first = run_on_jvm(Path(settings.raw_uri), jvm_lake)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert json.loads(first.stdout)["files_new"] == 24 + 20 + 2
+    assert json.loads(first.stdout)["files_new"] == 24 + 20 + 2 + 10 * 2
 
     sail = Lake(spark, settings)
     gold_sail = sail.read(tables.GOLD_DAILY).toPandas()
     gold_jvm = pd.read_parquet(jvm_lake / tables.GOLD_DAILY)
     keys = ["domain_code", "event_date"]
     pd.testing.assert_frame_equal(sorted_frame(gold_jvm, keys), sorted_frame(gold_sail, keys), check_dtype=False)
+
+    # The feature job too: the same table, value for value.
+    features_sail = sail.read(GOLD_FEATURES).toPandas()
+    features_jvm = pd.read_parquet(jvm_lake / GOLD_FEATURES)
+    assert len(features_jvm) == len(features_sail) > 0
+    pd.testing.assert_frame_equal(
+        sorted_frame(features_jvm, keys)[sorted(features_sail.columns)],
+        sorted_frame(features_sail, keys)[sorted(features_sail.columns)],
+        check_dtype=False,
+        rtol=1e-9,
+    )
 
     quarantine_jvm = pd.read_parquet(jvm_lake / tables.SILVER_QUARANTINE)
     quarantine_sail = sail.read(tables.SILVER_QUARANTINE).toPandas()
