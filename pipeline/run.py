@@ -103,8 +103,8 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
     result.files_ignored = len(listing) - len(candidates)
     sizes = {store.uri(f.key): f.size for f in candidates}
 
-    _reconcile_ledger(lake, sizes, run_at)  # a previous run may have died between bronze and ledger
-    known = _ledger_paths(lake)
+    # A previous run may have died between bronze and ledger; this also gives the known files.
+    known = _reconcile_ledger(lake, sizes, run_at)
     new_files = [f for f in candidates if store.uri(f.key) not in known]
     result.files_new = len(new_files)
     if new_files:
@@ -150,8 +150,12 @@ def _ledger_paths(lake: Lake) -> set[str]:
     return {row[0] for row in lake.read(tables.BRONZE_LEDGER).select("_source_path").collect()}
 
 
-def _reconcile_ledger(lake: Lake, sizes: dict[str, int], run_at: datetime, expected: Iterable[str] = ()) -> None:
-    """Add ledger rows for bronze files that have none, and for ``expected`` files with no lines."""
+def _reconcile_ledger(lake: Lake, sizes: dict[str, int], run_at: datetime, expected: Iterable[str] = ()) -> set[str]:
+    """Add ledger rows for bronze files that have none, and for ``expected`` files with no lines.
+
+    Returns:
+        Every path the ledger holds afterwards.
+    """
     known = _ledger_paths(lake)
     rows: dict[str, tuple[int, datetime]] = {}
     if lake.exists(tables.BRONZE):
@@ -166,7 +170,7 @@ def _reconcile_ledger(lake: Lake, sizes: dict[str, int], run_at: datetime, expec
         if path not in known and path not in rows:
             rows[path] = (0, run_at)
     if not rows:
-        return
+        return known
     ledger = []
     for path, (count, at) in sorted(rows.items()):
         name = path.rsplit("/", 1)[-1]
@@ -175,6 +179,7 @@ def _reconcile_ledger(lake: Lake, sizes: dict[str, int], run_at: datetime, expec
         ledger.append((path, name, sizes.get(path), count, hour, hour.date() if hour else None, at))
     lake.append(lake.spark.createDataFrame(ledger, LEDGER_SCHEMA), tables.BRONZE_LEDGER)
     log.info("ledger: recorded %d files", len(ledger))
+    return known | set(rows)
 
 
 def _last_watermark(lake: Lake) -> datetime | None:
