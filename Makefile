@@ -27,8 +27,8 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow and not jvm"
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline training serving wikichurn tests benchmarks
-	$(BIN)/ruff format --check pipeline training serving wikichurn tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
 	rm -rf data/demo .pytest_cache

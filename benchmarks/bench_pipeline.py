@@ -31,13 +31,13 @@ def _peak_rss_mb() -> float:
 
 
 def _settings(workdir: Path) -> Any:
-    from pipeline.settings import Settings
+    from wikichurn.core.settings import Settings
 
     return Settings(raw_uri=str(workdir / "raw"), lake_uri=str(workdir / "lake"))
 
 
 def _phase_simulate(workdir: Path, days: int, domains: int) -> dict[str, Any]:
-    from pipeline.simulate import simulate
+    from wikichurn.sim.simulate import simulate
 
     end = START + timedelta(days=days - 1)
     summary = simulate(workdir / "mirror", START, end, domains=domains, seed=SEED)
@@ -48,8 +48,8 @@ def _phase_simulate(workdir: Path, days: int, domains: int) -> dict[str, Any]:
 
 
 def _ingest(workdir: Path, mirror: str, start: date, end: date) -> dict[str, Any]:
-    from pipeline.ingest import ingest
-    from pipeline.mirror import serve_mirror
+    from wikichurn.pipeline.ingest.land import ingest
+    from wikichurn.sim.mirror import serve_mirror
 
     settings = _settings(workdir)
     with serve_mirror(workdir / mirror) as url:
@@ -60,8 +60,8 @@ def _ingest(workdir: Path, mirror: str, start: date, end: date) -> dict[str, Any
 
 
 def _pipeline(workdir: Path) -> dict[str, Any]:
-    from pipeline.run import run_pipeline
-    from pipeline.spark import build_spark
+    from wikichurn.pipeline.lakehouse.run import run_pipeline
+    from wikichurn.pipeline.spark import build_spark
 
     settings = _settings(workdir)
     with build_spark(settings) as spark:
@@ -72,8 +72,8 @@ def _pipeline(workdir: Path) -> dict[str, Any]:
 
 
 def _features(workdir: Path) -> dict[str, Any]:
-    from pipeline.features import run_features
-    from pipeline.spark import build_spark
+    from wikichurn.pipeline.lakehouse.features import run_features
+    from wikichurn.pipeline.spark import build_spark
 
     settings = _settings(workdir)
     with build_spark(settings) as spark:

@@ -73,7 +73,7 @@ def _prepare(workdir: Path, name: str, alias: str, rounds: int) -> tuple[str, Pa
     if str(ROOT) not in sys.path:  # the synthetic model of the test suite (tests/ is not installed)
         sys.path.insert(0, str(ROOT))
     from tests.serving.conftest import feature_frame, synthetic_histories, train_model, write_snapshot
-    from training.model import log_churn_model, model_input_example, write_model_dir
+    from wikichurn.training.model import log_churn_model, model_input_example, write_model_dir
 
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -304,7 +304,7 @@ def _run(
     runs: list[dict[str, Any]] = []
     servers: dict[str, Any] = {}
 
-    ours_cmd = [sys.executable, "-c", "from serving.main import run; run()"]
+    ours_cmd = [sys.executable, "-c", "from wikichurn.serving.main import run; run()"]
     with _server(ours_cmd, ours_env, f"{ours_url}/ready", workdir / "ours.log") as ours:
         reply = httpx.post(f"{ours_url}/score", content=ours_body, headers={"content-type": "application/json"})
         ours_score = reply.json()["results"][0]["risk_score"]

@@ -33,13 +33,13 @@ def main(
     """Train and evaluate once against a throw-away tracking server and report the timings."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.settings import Settings
-    from pipeline.spark import build_spark
-    from training.config import load_training_settings
-    from training.evaluate import run_evaluation, shap_explanation
-    from training.model import ChurnScorer
-    from training.server import tracking_server
-    from training.train import run_training
+    from wikichurn.core.settings import Settings
+    from wikichurn.pipeline.spark import build_spark
+    from wikichurn.training.config import load_training_settings
+    from wikichurn.training.evaluate import run_evaluation, shap_explanation
+    from wikichurn.training.model import ChurnScorer
+    from wikichurn.training.server import tracking_server
+    from wikichurn.training.train import run_training
 
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     settings = Settings(lake_uri=str(lake), raw_uri=str(lake.parent / "raw"))

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from pipeline import lake as tables
-from pipeline.features import GOLD_FEATURES
-from pipeline.lake import Lake
-from pipeline.run import run_pipeline
-from pipeline.settings import Settings
 from tests.pipeline.test_pipeline_run import full_day, write_raw
+from wikichurn.core.settings import Settings
+from wikichurn.pipeline.lakehouse import lake as tables
+from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES
+from wikichurn.pipeline.lakehouse.lake import Lake
+from wikichurn.pipeline.lakehouse.run import run_pipeline
 
 pytestmark = [pytest.mark.jvm, pytest.mark.slow]
 

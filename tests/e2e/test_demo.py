@@ -10,10 +10,10 @@ from deltalake import DeltaTable
 from rich.console import Console
 from typer.testing import CliRunner
 
-from pipeline import lake as tables
-from pipeline.features import GOLD_FEATURES
-from wikichurn.cli import app
-from wikichurn.demo import run_demo
+from wikichurn.cli.app import app
+from wikichurn.cli.demo import run_demo
+from wikichurn.pipeline.lakehouse import lake as tables
+from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES
 
 pytestmark = pytest.mark.slow
 

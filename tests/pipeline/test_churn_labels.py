@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from pipeline.churn import (
+from wikichurn.core.churn import (
     CATEGORICAL_FEATURES,
     FEATURE_COLUMNS,
     LABEL_ONLY_COLUMNS,
@@ -18,9 +18,9 @@ from pipeline.churn import (
     label_columns,
     parse_domain_code,
 )
-from pipeline.features import build_churn_features, domain_metadata
-from pipeline.schemas import GOLD_DAILY_SCHEMA
-from pipeline.settings import ChurnSettings
+from wikichurn.core.settings import ChurnSettings
+from wikichurn.pipeline.lakehouse.features import build_churn_features, domain_metadata
+from wikichurn.pipeline.lakehouse.schemas import GOLD_DAILY_SCHEMA
 
 D0 = date(2024, 3, 1)
 STRICT = ChurnSettings()

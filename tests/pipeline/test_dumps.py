@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline import layout
-from pipeline.dumps import (
+from wikichurn.core import layout
+from wikichurn.core.settings import IngestSettings
+from wikichurn.pipeline.ingest.dumps import (
     DumpsError,
     FolderDumpsSource,
     HttpDumpsSource,
@@ -18,7 +19,6 @@ from pipeline.dumps import (
     open_source,
     parse_listing,
 )
-from pipeline.settings import IngestSettings
 
 NAME = "projectviews-20240101-000000"
 

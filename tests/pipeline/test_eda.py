@@ -17,12 +17,12 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from pipeline import eda
-from pipeline.churn import compute_domain_frame, parse_domain_code
-from pipeline.eda import EdaResult, SpikeRule, run_eda
-from pipeline.run import run_pipeline
-from pipeline.settings import Settings
 from tests.pipeline.test_pipeline_run import write_raw
+from wikichurn.core.churn import compute_domain_frame, parse_domain_code
+from wikichurn.core.settings import Settings
+from wikichurn.pipeline.eda import report as eda
+from wikichurn.pipeline.eda.report import EdaResult, SpikeRule, run_eda
+from wikichurn.pipeline.lakehouse.run import run_pipeline
 
 # MLflow's SQL store trips a SQLAlchemy deprecation warning on first use.
 pytestmark = pytest.mark.filterwarnings("ignore:.*noload.*")

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from pipeline.churn import FEATURE_COLUMNS, KEY_COLUMNS, compute_domain_frame, label_columns
-from pipeline.features import build_churn_features, domain_metadata
-from pipeline.schemas import GOLD_DAILY_SCHEMA
-from pipeline.settings import ChurnSettings
+from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS, compute_domain_frame, label_columns
+from wikichurn.core.settings import ChurnSettings
+from wikichurn.pipeline.lakehouse.features import build_churn_features, domain_metadata
+from wikichurn.pipeline.lakehouse.schemas import GOLD_DAILY_SCHEMA
 
 START = date(2024, 1, 1)
 CODES = ["en", "en.m", "de.m.s", "commons.m", "fr.d", "zh-min-nan", "ja.zero.q", "xx.voy", "meta.m.m", "a.b.c.d"]

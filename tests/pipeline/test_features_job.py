@@ -9,11 +9,11 @@ import pandas as pd
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from pipeline.churn import FEATURE_COLUMNS, KEY_COLUMNS
-from pipeline.features import GOLD_FEATURES, export_snapshot
-from pipeline.run import run_pipeline
-from pipeline.settings import Settings
-from pipeline.simulate import load_manifest
+from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS
+from wikichurn.core.settings import Settings
+from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, export_snapshot
+from wikichurn.pipeline.lakehouse.run import run_pipeline
+from wikichurn.sim.simulate import load_manifest
 
 
 def test_pipeline_builds_features_and_exports_the_latest_complete_day(

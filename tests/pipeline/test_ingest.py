@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import layout
-from pipeline.ingest import IngestSummary, ingest, lambda_handler
-from pipeline.settings import IngestSettings, Settings, get_settings
+from wikichurn.core import layout
+from wikichurn.core.settings import IngestSettings, Settings, get_settings
+from wikichurn.pipeline.ingest.land import IngestSummary, ingest, lambda_handler
 
 PREFIX = "/other/pageviews"
 START, END = date(2024, 7, 31), date(2024, 8, 2)  # crosses a month boundary
@@ -275,7 +275,7 @@ def test_changed_upstream_is_downloaded_again(
     ingest(base_url, str(raw), START, START, settings)
     key = layout.key_for("projectviews-20240731-050000")
     dumps.files[key] = b"en - 99999 0\nfr - 1 0\nde - 2 0\n"
-    with caplog.at_level(logging.INFO, logger="pipeline.ingest"):
+    with caplog.at_level(logging.INFO, logger="wikichurn.pipeline.ingest.land"):
         again = ingest(base_url, str(raw), START, START, settings)
     assert (again.downloaded, again.skipped) == (1, 23)
     assert (raw / key).read_bytes() == dumps.files[key]
@@ -359,7 +359,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
 def test_cli_exits_non_zero_on_failure(
     dumps: FakeDumps, base_url: str, tmp_path: Path, cli_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wikichurn.cli import app
+    from wikichurn.cli.app import app
 
     raw = tmp_path / "raw"
     monkeypatch.setenv("WIKICHURN_SOURCE_URL", base_url)
@@ -454,7 +454,7 @@ def test_hostile_listing_lands_nothing_outside_dest(
     bad_month = "projectviews-20241301-000000"  # matches the pattern, not a real date
     entries = [(href, "9") for href in HOSTILE] + [(bad_month, "9"), (good, str(len(content_for(good))))]
     dumps.listings["2024/2024-08"] = listing_html("2024/2024-08", entries)
-    with caplog.at_level(logging.WARNING, logger="pipeline.ingest"):
+    with caplog.at_level(logging.WARNING, logger="wikichurn.pipeline.ingest.land"):
         summary = ingest(base_url, str(raw), date(2024, 8, 1), date(2024, 8, 1), make_settings(raw))
     assert (summary.listed, summary.downloaded, summary.failed) == (1, 1, 0)
     # Walk everything the test owns: the one good file, at its key, nothing else anywhere.

@@ -7,12 +7,12 @@ from datetime import date
 
 import pytest
 
-from pipeline import layout
-from pipeline.ingest import ingest
-from pipeline.settings import IngestSettings, S3Settings, Settings
-from pipeline.storage import open_store
 from tests.fixtures.s3 import S3Server
 from tests.pipeline.test_ingest import FakeDumps, hourly_names, serve_dumps
+from wikichurn.core import layout
+from wikichurn.core.settings import IngestSettings, S3Settings, Settings
+from wikichurn.core.storage import open_store
+from wikichurn.pipeline.ingest.land import ingest
 
 pytestmark = pytest.mark.s3
 

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from pipeline.mirror import serve_mirror
-from pipeline.simulate import load_manifest
+from wikichurn.sim.mirror import serve_mirror
+from wikichurn.sim.simulate import load_manifest
 
 SECRET = "top-secret-outside-the-root"
 
@@ -144,7 +144,7 @@ def test_run_mirror_serves_until_interrupted(jail: tuple[Path, str]) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    code = f"from pipeline.mirror import run_mirror; run_mirror({str(root)!r}, port={port})"
+    code = f"from wikichurn.sim.mirror import run_mirror; run_mirror({str(root)!r}, port={port})"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         status = None

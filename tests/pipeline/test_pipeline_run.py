@@ -9,11 +9,11 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from pipeline import lake as tables
-from pipeline import run as run_module
-from pipeline.lake import Lake
-from pipeline.run import PipelineResult, run_pipeline
-from pipeline.settings import Settings
+from wikichurn.core.settings import Settings
+from wikichurn.pipeline.lakehouse import lake as tables
+from wikichurn.pipeline.lakehouse import run as run_module
+from wikichurn.pipeline.lakehouse.lake import Lake
+from wikichurn.pipeline.lakehouse.run import PipelineResult, run_pipeline
 
 
 def write_raw(settings: Settings, name: str, lines: list[str]) -> str:

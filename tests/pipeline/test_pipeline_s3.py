@@ -10,13 +10,13 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from pipeline import lake as tables
-from pipeline.lake import Lake
-from pipeline.run import run_pipeline
-from pipeline.settings import S3Settings, Settings
-from pipeline.spark import build_spark
-from pipeline.storage import open_store
 from tests.fixtures.s3 import DUMMY_KEY_ID, DUMMY_SECRET, REGION, S3Server
+from wikichurn.core.settings import S3Settings, Settings
+from wikichurn.core.storage import open_store
+from wikichurn.pipeline.lakehouse import lake as tables
+from wikichurn.pipeline.lakehouse.lake import Lake
+from wikichurn.pipeline.lakehouse.run import run_pipeline
+from wikichurn.pipeline.spark import build_spark
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 

@@ -8,8 +8,15 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.testing import assertSchemaEqual
 
-from pipeline.schemas import BRONZE_SCHEMA, SILVER_CLEAN_SCHEMA, SILVER_QUARANTINE_SCHEMA
-from pipeline.silver import DQ_REASONS, HOUR_RULES, ROW_RULES, clean_rows, parse_bronze, quarantined_rows
+from wikichurn.pipeline.lakehouse.schemas import BRONZE_SCHEMA, SILVER_CLEAN_SCHEMA, SILVER_QUARANTINE_SCHEMA
+from wikichurn.pipeline.lakehouse.silver import (
+    DQ_REASONS,
+    HOUR_RULES,
+    ROW_RULES,
+    clean_rows,
+    parse_bronze,
+    quarantined_rows,
+)
 
 RAW = "/raw/2024/2024-01/"
 GOOD_FILE = RAW + "projectviews-20240105-130000"

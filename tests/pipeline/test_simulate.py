@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.layout import key_for, parse_file_time
-from pipeline.simulate import (
+from wikichurn.core.layout import key_for, parse_file_time
+from wikichurn.sim.simulate import (
     MALFORMED_KINDS,
     MANIFEST_NAME,
     SimulationModel,

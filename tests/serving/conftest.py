@@ -3,12 +3,12 @@
 - ``registry``: a temporary sqlite tracking store with ``wikichurn`` version 1 registered and
   aliased ``production`` (MLflow is pointed at it while tests/serving runs, then restored;
   subprocesses get its URI).
-- ``snapshot``: a snapshot parquet + sidecar built with :func:`pipeline.churn.compute_domain_frame`
+- ``snapshot``: a snapshot parquet + sidecar built with :func:`wikichurn.core.churn.compute_domain_frame`
   from synthetic histories (no Spark), as ``wikichurn features export`` writes it.
 - ``client``: a ``TestClient`` of the app serving both, lifespan run (model loaded).
 
 The model is trained on synthetic histories with the exact ``FEATURE_COLUMNS``; categoricals are
-category codes from :func:`training.model.category_mappings`, as training does.
+category codes from :func:`wikichurn.training.model.category_mappings`, as training does.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KEY_COLUMNS, compute_domain_frame
-from pipeline.settings import ChurnSettings
-from serving.config import ServingSettings
-from serving.main import create_app
-from training.model import (
+from wikichurn.core.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KEY_COLUMNS, compute_domain_frame
+from wikichurn.core.settings import ChurnSettings
+from wikichurn.serving.config import ServingSettings
+from wikichurn.serving.main import create_app
+from wikichurn.training.model import (
     as_categorical,
     category_mappings,
     log_churn_model,

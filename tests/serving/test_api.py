@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.churn import FEATURE_COLUMNS
 from tests.serving.conftest import AS_OF, MODEL_NAME, SNAPSHOT_DOMAINS, Registry, history_payload
-from training.model import ChurnScorer, model_input_example
+from wikichurn.core.churn import FEATURE_COLUMNS
+from wikichurn.training.model import ChurnScorer, model_input_example
 
 
 def _snapshot_domains(histories: dict[str, dict[date, int]]) -> list[str]:
@@ -138,7 +138,7 @@ def test_explanation_sums_to_logit_of_score(
 def test_explanation_matches_scorer_contributions(
     client: TestClient, registry: Registry, snapshot: Path, tmp_path: Path
 ) -> None:
-    from training.model import load_scorer
+    from wikichurn.training.model import load_scorer
 
     scorer: ChurnScorer = load_scorer(f"models:/{MODEL_NAME}/1", tmp_path / "m")
     frame = pd.read_parquet(snapshot)
@@ -249,7 +249,7 @@ def test_unexpected_error_is_500_json_with_request_id(client: TestClient, monkey
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("serving.routes.score_instances", broken)
+    monkeypatch.setattr("wikichurn.serving.routes.score_instances", broken)
     plain = TestClient(client.app, raise_server_exceptions=False)  # same started app, no second lifespan
     response = plain.post("/score", json={"instances": [{"domain_code": "de"}]}, headers={"X-Request-ID": "abc123"})
     assert response.status_code == 500
@@ -266,8 +266,8 @@ def test_unexpected_error_is_500_json_with_request_id(client: TestClient, monkey
 
 
 def test_oversized_body_is_413_before_parsing(snapshot: Path, tmp_path: Path) -> None:
-    from serving.main import create_app
     from tests.serving.conftest import CHURN, serving_settings
+    from wikichurn.serving.main import create_app
 
     app = create_app(serving_settings(snapshot, tmp_path, max_body_bytes=4096), churn=CHURN)
     body = {"instances": [{"domain_code": "de", "daily_views": _days(200)}]}

@@ -1,7 +1,7 @@
 """The scoring process never imports pyspark, even after loading a model through MLflow.
 
 MLflow imports pyspark whenever it is installed; the service blocks that import
-(serving.nospark). Checked in fresh interpreters, since this test process runs Spark too.
+(wikichurn.serving.nospark). Checked in fresh interpreters, since this test process runs Spark too.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from tests.serving.conftest import Registry
 
 SERVE_AND_REPORT = """
 import json, sys
-import serving.main
+import wikichurn.serving.main
 after_import = sorted(m for m in sys.modules if m.split(".")[0] == "pyspark")
 from fastapi.testclient import TestClient
-from serving.config import ServingSettings
-app = serving.main.create_app(ServingSettings(snapshot_path=sys.argv[1], model_cache_dir=sys.argv[2]))
+from wikichurn.serving.config import ServingSettings
+app = wikichurn.serving.main.create_app(ServingSettings(snapshot_path=sys.argv[1], model_cache_dir=sys.argv[2]))
 with TestClient(app) as client:
     ready = client.get("/ready").status_code
     score = client.post("/score", json={"instances": [{"domain_code": sys.argv[3]}]}).json()["results"][0]
@@ -27,8 +27,8 @@ print(json.dumps({
     "after_import": after_import,
     "pyspark": sorted(m for m in sys.modules if m.split(".")[0] == "pyspark"),
     "mlflow": "mlflow" in sys.modules,
-    "training.model": "training.model" in sys.modules,
-    "spark_modules": [m for m in ("pipeline.features", "pipeline.lake", "pipeline.spark") if m in sys.modules],
+    "wikichurn.training.model": "wikichurn.training.model" in sys.modules,
+    "spark_modules": sorted(m for m in sys.modules if m.startswith(("wikichurn.pipeline.", "wikichurn.sim."))),
     "ready": ready,
     "score": score,
 }))
@@ -51,7 +51,7 @@ def test_serving_process_never_imports_pyspark(registry: Registry, snapshot: Pat
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["ready"] == 200
     assert report["score"]["model_version"] == "1" and 0 < report["score"]["risk_score"] < 1
-    assert report["mlflow"] and report["training.model"]  # the model really came through MLflow
+    assert report["mlflow"] and report["wikichurn.training.model"]  # the model really came through MLflow
     assert report["after_import"] == []
     assert report["pyspark"] == []
     assert report["spark_modules"] == []
@@ -59,7 +59,7 @@ def test_serving_process_never_imports_pyspark(registry: Registry, snapshot: Pat
 
 def test_pyspark_import_fails_inside_the_service() -> None:
     code = (
-        "from serving.nospark import forbid_pyspark\n"
+        "from wikichurn.serving.nospark import forbid_pyspark\n"
         "assert forbid_pyspark()\n"
         "try:\n    import pyspark.sql\nexcept ImportError as exc:\n    print('blocked:', exc)\n"
     )

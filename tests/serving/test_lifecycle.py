@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.main import create_app
-from serving.registry import ModelRef, RegistryModelLoader
 from tests.serving.conftest import (
     CHURN,
     SNAPSHOT_DOMAINS,
@@ -24,7 +22,9 @@ from tests.serving.conftest import (
     serving_settings,
     write_snapshot,
 )
-from training.model import ChurnScorer
+from wikichurn.serving.main import create_app
+from wikichurn.serving.registry import ModelRef, RegistryModelLoader
+from wikichurn.training.model import ChurnScorer
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0, every: float = 0.05) -> None:
@@ -95,7 +95,7 @@ def test_unknown_model_is_503_with_reason(registry: Registry, snapshot: Path, tm
 
 
 def _expected_scores(registry: Registry, name: str, version: str, rows: list[dict]) -> list[float]:
-    from training.model import load_scorer
+    from wikichurn.training.model import load_scorer
 
     scorer: ChurnScorer = load_scorer(f"models:/{name}/{version}", registry.root / f"check-{name}-{version}")
     return [float(s) for s in scorer.predict_proba(rows)]

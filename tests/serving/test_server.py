@@ -30,7 +30,7 @@ def server(registry: Registry, snapshot: Path, tmp_path: Path) -> Iterator[str]:
         WIKICHURN_SERVING__PORT=str(port),
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", "from serving.main import run; run()"],
+        [sys.executable, "-c", "from wikichurn.serving.main import run; run()"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.churn import FEATURE_COLUMNS, KEY_COLUMNS
-from serving.main import create_app
-from serving.snapshot import load_snapshot
 from tests.serving.conftest import AS_OF, CHURN, Registry, serving_settings, write_snapshot
+from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS
+from wikichurn.serving.main import create_app
+from wikichurn.serving.snapshot import load_snapshot
 
 
 def test_load_snapshot_rows_and_as_of(tmp_path: Path, histories: dict[str, dict[date, int]]) -> None:

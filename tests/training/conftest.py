@@ -1,6 +1,6 @@
 """Training fixtures: a real MLflow tracking server, a simulated feature table, one trained model.
 
-- ``mlflow_server``: ``training.server.tracking_server`` on a free loopback port (sqlite store,
+- ``mlflow_server``: ``wikichurn.training.server.tracking_server`` on a free loopback port (sqlite store,
   proxied artifacts) for the whole session.
 - ``churn_lake``: 45 simulated days x 60 domains (seed 12: a complete calendar), through the real
   pipeline on Sail into a Delta lake; read-only for tests.
@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from pipeline.run import run_pipeline
-from pipeline.settings import Settings
-from pipeline.simulate import simulate
-from training.config import TrainingSettings, load_training_settings
-from training.main import MainResult, run_main
-from training.server import TrackingServer, tracking_server
+from wikichurn.core.settings import Settings
+from wikichurn.pipeline.lakehouse.run import run_pipeline
+from wikichurn.sim.simulate import simulate
+from wikichurn.training.config import TrainingSettings, load_training_settings
+from wikichurn.training.main import MainResult, run_main
+from wikichurn.training.server import TrackingServer, tracking_server
 
 SIM_START = date(2024, 1, 1)
 SIM_DAYS = 45

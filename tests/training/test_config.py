@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.config import TrainingSettings, load_training_settings
+from wikichurn.training.config import TrainingSettings, load_training_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from training.metrics import binary_metrics, metric_spec, tune_threshold
+from wikichurn.training.metrics import binary_metrics, metric_spec, tune_threshold
 
 Y = np.array([1, 1, 0, 1, 0, 0])
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.3, 0.1])

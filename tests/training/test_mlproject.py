@@ -26,14 +26,14 @@ from mlflow import MlflowClient
 from mlflow.projects._project_spec import load_project
 from typer.testing import CliRunner
 
-from pipeline.churn import FEATURE_COLUMNS
-from pipeline.settings import Settings
-from training.evaluate import app as evaluate_app
-from training.main import MainResult
-from training.model import ChurnScorer, download_model
-from training.register import app as register_app
-from training.server import TrackingServer, free_port
-from training.tracking import ROLE_TUNED, TAG_MODEL_URI, TAG_ROLE, TAG_TRAINING_ID, download_run_artifacts
+from wikichurn.core.churn import FEATURE_COLUMNS
+from wikichurn.core.settings import Settings
+from wikichurn.training.evaluate import app as evaluate_app
+from wikichurn.training.main import MainResult
+from wikichurn.training.model import ChurnScorer, download_model
+from wikichurn.training.register import app as register_app
+from wikichurn.training.server import TrackingServer, free_port
+from wikichurn.training.tracking import ROLE_TUNED, TAG_MODEL_URI, TAG_ROLE, TAG_TRAINING_ID, download_run_artifacts
 
 from .conftest import E2E_MODEL
 
@@ -49,8 +49,8 @@ def test_entry_points_call_typed_commands() -> None:
         entry = project.get_entry_point(name)
         values = {key: "x" for key in entry.parameters}
         argv = shlex.split(entry.compute_command(values, storage_dir=None))
-        assert argv[:3] == ["python", "-m", f"training.{name}"]
-        command = typer.main.get_command(importlib.import_module(f"training.{name}").app)
+        assert argv[:3] == ["python", "-m", f"wikichurn.training.{name}"]
+        command = typer.main.get_command(importlib.import_module(f"wikichurn.training.{name}").app)
         options = {opt for param in command.params for opt in param.opts}
         flags = [arg for arg in argv[3:] if arg.startswith("--")]
         assert flags and set(flags) <= options, f"{name}: {set(flags) - options}"

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, LABEL_ONLY_COLUMNS, SEED_FEATURES, label_columns
-from training.baselines import HeuristicScorer, heuristic_score
-from training.model import (
+from wikichurn.core.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, LABEL_ONLY_COLUMNS, SEED_FEATURES, label_columns
+from wikichurn.training.baselines import HeuristicScorer, heuristic_score
+from wikichurn.training.model import (
     BOOSTER_FILE,
     META_FILE,
     ChurnScorer,
@@ -22,7 +22,7 @@ from training.model import (
     read_meta,
     write_model_dir,
 )
-from training.train import model_features
+from wikichurn.training.train import model_features
 
 FEATURES = ["views", "ratio", "domain_code", "access"]
 

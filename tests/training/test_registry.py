@@ -18,12 +18,18 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from training.config import TrainingSettings
-from training.metrics import metric_spec
-from training.model import as_categorical, category_mappings, log_churn_model, model_input_example, write_model_dir
-from training.register import decide_promotion, register_and_promote
-from training.server import TrackingServer
-from training.tracking import ROLE_SEED, TAG_MODEL_URI, configure_tracking
+from wikichurn.training.config import TrainingSettings
+from wikichurn.training.metrics import metric_spec
+from wikichurn.training.model import (
+    as_categorical,
+    category_mappings,
+    log_churn_model,
+    model_input_example,
+    write_model_dir,
+)
+from wikichurn.training.register import decide_promotion, register_and_promote
+from wikichurn.training.server import TrackingServer
+from wikichurn.training.tracking import ROLE_SEED, TAG_MODEL_URI, configure_tracking
 
 from .conftest import training_settings
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
-from training.server import TrackingServer, server_command, server_environment
+from wikichurn.training.server import TrackingServer, server_command, server_environment
 
 
 def test_server_command_is_local_sqlite_single_worker(tmp_path: Path) -> None:

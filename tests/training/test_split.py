@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.config import SplitSettings
-from training.data import prepare_frame, split_by_time
+from wikichurn.training.config import SplitSettings
+from wikichurn.training.data import prepare_frame, split_by_time
 
 
 def frame_for(dates: list[date], domains: int = 5, seed: int = 0) -> pd.DataFrame:

@@ -15,12 +15,12 @@ from deltalake import DeltaTable
 from mlflow import MlflowClient
 from sklearn.metrics import average_precision_score
 
-from pipeline.churn import FEATURE_COLUMNS, LABEL_ONLY_COLUMNS, SEED_FEATURES
-from pipeline.settings import Settings
-from training.main import MainResult
-from training.model import ChurnScorer, as_categorical, download_model, read_meta
-from training.server import TrackingServer
-from training.tracking import (
+from wikichurn.core.churn import FEATURE_COLUMNS, LABEL_ONLY_COLUMNS, SEED_FEATURES
+from wikichurn.core.settings import Settings
+from wikichurn.training.main import MainResult
+from wikichurn.training.model import ChurnScorer, as_categorical, download_model, read_meta
+from wikichurn.training.server import TrackingServer
+from wikichurn.training.tracking import (
     BUNDLE_DIR,
     ROLE_HEURISTIC,
     ROLE_SEED,

@@ -1,0 +1,3 @@
+from wikichurn.cli.app import main
+
+main()

@@ -1,0 +1,56 @@
+"""Bronze: raw projectviews lines, one row per non-empty line, with where and when they came from.
+
+Sail has neither ``input_file_name()`` nor ``_metadata.file_path``, so bronze reads files with the
+``binaryFile`` source (path + bytes, on Sail and Spark alike) and carries the path as a column.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from wikichurn.pipeline.lakehouse.frames import conform
+from wikichurn.pipeline.lakehouse.schemas import BRONZE_SCHEMA
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+# Raw keys bronze takes: projectviews-* files in YYYY/YYYY-MM folders. A name that looks like a
+# projectviews file but carries an impossible timestamp is still taken, so silver quarantines its
+# lines as unparseable instead of silently dropping them.
+RAW_KEY = re.compile(r"^\d{4}/\d{4}-\d{2}/projectviews-[^/]+$")
+# The same key, found at the end of whatever path form the engine reports (file:/, s3://, bare).
+_KEY_IN_PATH = r"(\d{4}/\d{4}-\d{2}/[^/]+)$"
+
+
+def is_raw_key(key: str) -> bool:
+    """True for raw-storage keys bronze ingests."""
+    return bool(RAW_KEY.match(key))
+
+
+def build_bronze(files: DataFrame, raw_root: str, ingested_at: datetime) -> DataFrame:
+    """Explode raw files into bronze rows.
+
+    Args:
+        files: rows with ``path`` (string) and ``content`` (binary), as the binaryFile source gives.
+        raw_root: URI of the raw zone; ``_source_path`` is ``<raw_root>/<YYYY/YYYY-MM/name>``.
+        ingested_at: the run's timestamp, shared by every row of the run.
+
+    Returns:
+        ``value``, ``_source_path``, ``_ingested_at``; empty lines (a trailing newline) dropped.
+    """
+    # Sail 0.7.2's binaryFile source returns one file twice when given more than ~100 paths;
+    # a file is one row, so dropping repeated paths is exact (and a no-op on Spark).
+    files = files.dropDuplicates(["path"])
+    lines = files.select(
+        F.concat(F.lit(raw_root.rstrip("/") + "/"), F.regexp_extract("path", _KEY_IN_PATH, 1)).alias("_source_path"),
+        F.explode(F.split(F.col("content").cast("string"), "\n")).alias("value"),
+    )
+    lines = lines.withColumn("value", F.regexp_replace("value", "\r$", ""))
+    return conform(
+        lines.where(F.col("value") != "").withColumn("_ingested_at", F.lit(ingested_at)),
+        BRONZE_SCHEMA,
+    )

@@ -1,0 +1,227 @@
+"""Turning request instances into results: the hot path of ``POST /score``.
+
+A batch is scored with one call to the native booster: each instance first becomes a feature row
+(a snapshot lookup, or :func:`wikichurn.core.churn.feature_vector` over its daily views), the valid rows
+are encoded together with :meth:`ChurnScorer.encode_records` and scored with
+:meth:`ChurnScorer.predict_proba`. No pandas on the snapshot path; an instance that cannot be
+scored becomes an error in its own place, never a failed batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from wikichurn.core.churn import feature_vector
+from wikichurn.core.settings import ChurnSettings
+from wikichurn.serving.registry import LoadedModel
+from wikichurn.serving.schemas import DailyViews, ScoreInstance
+from wikichurn.serving.snapshot import FeatureSnapshot
+
+log = logging.getLogger(__name__)
+
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# pandas timestamps (used by the feature code) end in 2262; Wikimedia traffic starts in 2001.
+MIN_DATE = date(1970, 1, 1)
+MAX_DATE = date(2199, 12, 31)
+# No wiki has ever had this many views in a day; larger numbers are input errors.
+MAX_VIEWS = 10**12
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """What one request scores with: a model and a snapshot, swapped together, never mutated."""
+
+    model: LoadedModel
+    snapshot: FeatureSnapshot | None
+    snapshot_error: str | None = None
+
+
+class ItemProblem(Exception):
+    """An instance that cannot be scored (returned in its place, not raised to the client)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def score_instances(
+    state: ServingState,
+    instances: Sequence[ScoreInstance],
+    *,
+    explain: bool = False,
+    top_k: int = 5,
+    max_history_days: int = 4000,
+) -> list[dict[str, Any]]:
+    """One result dict per instance, in order (see :class:`wikichurn.serving.schemas.ScoreResponse`)."""
+    model = state.model
+    results: list[dict[str, Any]] = [{} for _ in instances]
+    valid: list[int] = []
+    rows: list[dict[str, Any]] = []
+    days: list[date | None] = []
+    for i, instance in enumerate(instances):
+        try:
+            day, row = _feature_row(state, instance, max_history_days)
+        except ItemProblem as problem:
+            results[i] = _error(instance.domain_code, problem.code, problem.message)
+            continue
+        valid.append(i)
+        rows.append(row)
+        days.append(day)
+    if not rows:
+        return results
+
+    scorer = model.scorer
+    matrix = scorer.encode_records(rows)
+    scores = scorer.predict_proba(matrix)
+    contributions = _contributions(model, matrix) if explain else None
+    threshold = scorer.threshold
+    version = model.version
+    for k, i in enumerate(valid):
+        risk = float(scores[k])
+        result: dict[str, Any] = {
+            "domain_code": instances[i].domain_code,
+            "as_of": days[k],
+            "risk_score": risk,
+            "churn": risk >= threshold,
+            "threshold": threshold,
+            "model_version": version,
+        }
+        if contributions is not None:
+            result["explanation"] = _explanation(scorer.features, rows[k], contributions[k], top_k)
+        results[i] = result
+    return results
+
+
+def _feature_row(
+    state: ServingState, instance: ScoreInstance, max_history_days: int
+) -> tuple[date | None, dict[str, Any]]:
+    if instance.daily_views is not None:
+        return features_from_history(
+            instance.domain_code, instance.daily_views, state.model.churn, max_history_days=max_history_days
+        )
+    snapshot = state.snapshot
+    if snapshot is None:
+        detail = f": {state.snapshot_error}" if state.snapshot_error else ""
+        raise ItemProblem(
+            "snapshot_unavailable", f"no feature snapshot is loaded{detail}; send daily_views to score this domain"
+        )
+    row = snapshot.rows.get(instance.domain_code)
+    if row is None:
+        raise ItemProblem(
+            "unknown_domain",
+            f"{instance.domain_code!r} is not in the feature snapshot of {snapshot.as_of}; "
+            "send daily_views to score it from its history",
+        )
+    return row.as_of, row.features
+
+
+def features_from_history(
+    domain_code: str,
+    daily_views: Sequence[DailyViews],
+    churn: ChurnSettings,
+    *,
+    max_history_days: int = 4000,
+) -> tuple[date, dict[str, Any]]:
+    """Validate a history and compute its features as of its last date.
+
+    Rules: dates are ``YYYY-MM-DD`` and unique, views are integers in ``[0, 10**12]``, order does
+    not matter, a date missing inside the range is a day with zero views (as in the lake), the
+    domain starts on its first day with views (earlier zero days are ignored, as in the lake) and
+    from there to the last date at least ``window_days + 1`` days are needed; every day counts as
+    complete (24 hourly files).
+
+    Raises:
+        ItemProblem: the history breaks one of the rules.
+    """
+    views: dict[date, float] = {}
+    for position, entry in enumerate(daily_views):
+        day = _parse_date(entry.date, position)
+        if not 0 <= entry.views <= MAX_VIEWS:
+            raise ItemProblem(
+                "invalid_views", f"daily_views[{position}] ({entry.date}): views must be in [0, {MAX_VIEWS}]"
+            )
+        if day in views:
+            raise ItemProblem("duplicate_date", f"daily_views[{position}]: {entry.date} appears more than once")
+        views[day] = float(entry.views)
+    need = churn.window_days + 1
+    if not views:
+        raise ItemProblem("history_too_short", f"daily_views is empty; at least {need} days are needed")
+    as_of, first = max(views), min(views)
+    span = (as_of - first).days + 1
+    if span > max_history_days:
+        raise ItemProblem(
+            "history_too_long", f"daily_views spans {span} days ({first} to {as_of}); at most {max_history_days}"
+        )
+    with_views = [day for day, value in views.items() if value > 0]
+    if not with_views:
+        raise ItemProblem("no_views", "every day has zero views: the domain has no traffic to score")
+    active = (as_of - min(with_views)).days + 1
+    if active < need:
+        raise ItemProblem(
+            "history_too_short",
+            f"{active} day(s) from the first day with views ({min(with_views)}) to {as_of}; "
+            f"at least {need} (window_days + 1) are needed",
+        )
+    try:
+        features = feature_vector(views, churn, domain_code=domain_code, as_of=as_of)
+    except Exception as exc:  # the feature code is trusted, but one odd history must not fail a batch
+        log.exception("feature computation failed for %r", domain_code)
+        raise ItemProblem("feature_error", f"features could not be computed: {type(exc).__name__}") from exc
+    return as_of, features
+
+
+def _parse_date(text: str, position: int) -> date:
+    if _DATE_RE.fullmatch(text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if MIN_DATE <= day <= MAX_DATE:
+                return day
+            raise ItemProblem("invalid_date", f"daily_views[{position}]: {text} is outside {MIN_DATE}..{MAX_DATE}")
+    raise ItemProblem("invalid_date", f"daily_views[{position}]: {text!r} is not a YYYY-MM-DD date")
+
+
+def _contributions(model: LoadedModel, matrix: np.ndarray) -> np.ndarray:
+    scorer = model.scorer
+    values = scorer.booster.predict(matrix, pred_contrib=True, num_threads=1)
+    return np.asarray(values, dtype="float64").reshape(matrix.shape[0], len(scorer.features) + 1)
+
+
+def _explanation(features: Sequence[str], row: dict[str, Any], contrib: np.ndarray, top_k: int) -> dict[str, Any]:
+    per_feature = contrib[:-1]
+    order = np.argsort(-np.abs(per_feature), kind="stable")
+    top, rest = order[:top_k], order[top_k:]
+    return {
+        "base_value": float(contrib[-1]),
+        "contributions": [
+            {
+                "feature": features[j],
+                "value": _json_value(row.get(features[j])),
+                "contribution": float(per_feature[j]),
+            }
+            for j in top
+        ],
+        "other": float(per_feature[rest].sum()) if len(rest) else 0.0,
+    }
+
+
+def _json_value(value: Any) -> float | str | None:
+    if value is None or isinstance(value, str):
+        return value
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _error(domain_code: str, code: str, message: str) -> dict[str, Any]:
+    return {"domain_code": domain_code, "error": {"code": code, "message": message}}

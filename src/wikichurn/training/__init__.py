@@ -1,0 +1,1 @@
+"""Training as an MLflow project: LightGBM + Optuna, baselines, evaluation, registry promotion."""

@@ -1,0 +1,372 @@
+"""Stage ``train``: time split, Optuna-tuned LightGBM, decision threshold, and two baselines.
+
+MLflow runs written (one experiment):
+
+- the tuned run (tag ``wikichurn.role=tuned``): config and split params, split sizes and
+  positive rates, the best hyper-parameters, validation metrics at the tuned threshold, and
+  artifacts ``bundle/`` (``booster.txt`` + ``model_meta.json``), ``data/`` (the exact
+  validation and test rows), ``tuning/trials.csv``; one nested run per Optuna trial
+  (``wikichurn.role=trial``);
+- ``baseline_seed_features``: LightGBM with default parameters on ``SEED_FEATURES`` only;
+- ``baseline_heuristic``: no learning, ``1 - min(1, count_views / avg_views_past_3d)``.
+
+All three share the split and the tag ``wikichurn.training_id`` (the tuned run's id), and each
+has its own threshold tuned on validation. Test metrics come later, from ``evaluate``.
+
+Run as ``python -m wikichurn.training.train --trials 5`` or ``mlflow run . -e train -P trials=5``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import typer
+from mlflow import MlflowClient
+
+from wikichurn.core.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KEY_COLUMNS, SEED_FEATURES, label_columns
+from wikichurn.training.baselines import HEURISTIC_FEATURES, HeuristicScorer, heuristic_score
+from wikichurn.training.config import TrainingSettings
+from wikichurn.training.data import LABEL, FeatureData, TimeSplit, load_feature_data, split_by_time
+from wikichurn.training.metrics import binary_metrics, metric_spec, tune_threshold
+from wikichurn.training.model import META_FORMAT_VERSION, category_mappings, write_model_dir
+from wikichurn.training.tracking import (
+    BUNDLE_DIR,
+    DATA_DIR,
+    ROLE_HEURISTIC,
+    ROLE_SEED,
+    ROLE_TUNED,
+    TAG_BASELINE_RUNS,
+    TAG_ROLE,
+    TAG_TRAINING_ID,
+    configure_tracking,
+    flat_params,
+    git_commit,
+)
+from wikichurn.training.tuning import DEFAULT_PARAMS, ModelData, fit_booster, fixed_params, scale_pos_weight, tune
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from wikichurn.core.settings import Settings
+
+log = logging.getLogger("wikichurn.training.train")  # not __main__ under python -m
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` produced."""
+
+    run_id: str  # the tuned run (also the training id)
+    experiment_id: str
+    baseline_run_ids: dict[str, str]
+    split: dict[str, Any]
+    features: list[str]
+    threshold: float
+    best_params: dict[str, Any]
+    validation: dict[str, dict[str, float]] = field(default_factory=dict)  # role -> metrics
+    feature_table_version: int | None = None
+
+
+def model_features(columns: tuple[str, ...] | list[str] = FEATURE_COLUMNS, horizon_days: int = 7) -> list[str]:
+    """The model's feature list, refusing any label-only or key-date column (a leak)."""
+    forbidden = set(label_columns(horizon_days)) | set(label_columns(7)) | {"event_date"}
+    leaked = [c for c in columns if c in forbidden]
+    if leaked:
+        raise ValueError(f"label or key columns in the feature list: {leaked}")
+    return list(columns)
+
+
+def run_training(
+    cfg: TrainingSettings,
+    settings: Settings,
+    *,
+    spark: SparkSession | None = None,
+    data: FeatureData | None = None,
+    run_id: str | None = None,
+) -> TrainResult:
+    """Split, tune, fit, pick thresholds and log the tuned model and both baselines to MLflow.
+
+    Args:
+        cfg: training settings (tracking, split, tuning, threshold).
+        settings: the lake location, engine and churn definition (its horizon bounds the gap).
+        spark: a Spark session to read the feature table with (built here when None).
+        data: already-loaded feature rows (skips Spark entirely; tests and notebooks).
+        run_id: resume this run as the tuned run (the run ``mlflow run`` created).
+
+    Returns:
+        Run ids, the split, the threshold and validation metrics of every role.
+    """
+    experiment_id = configure_tracking(cfg, run_id)
+    if data is None:
+        data = load_feature_data(settings, cfg.feature_table, spark)
+    horizon = settings.churn.horizon_days
+    split = split_by_time(data.frame, cfg.split, horizon)
+    features = model_features(FEATURE_COLUMNS, horizon)
+    categories = category_mappings(split.train, [c for c in CATEGORICAL_FEATURES if c in features])
+    lineage = {
+        "feature_table": data.table,
+        "feature_table_location": data.location,
+        "feature_table_version": data.version,
+        "git_commit": git_commit(),
+    }
+    context = _Context(cfg, settings, split, lineage)
+    spec = metric_spec(cfg.tuning.metric)
+
+    with tempfile.TemporaryDirectory(prefix="wikichurn-train-") as tmp:
+        with mlflow.start_run(
+            run_id=run_id,
+            experiment_id=None if run_id else experiment_id,
+            run_name=ROLE_TUNED,
+            tags={TAG_ROLE: ROLE_TUNED},
+        ) as run:
+            training_id = run.info.run_id
+            context.log_common(training_id)
+            model_data = ModelData(split.train, split.validation, features, categories)
+            tuning = tune(model_data, cfg, training_id=training_id)
+            fit = tuning.best
+            threshold, validation = context.threshold_and_metrics(split.validation[LABEL], fit.validation_scores)
+            tuned_params = {k: v for k, v in fit.params.items() if k not in ("metric", "verbosity")}
+            mlflow.log_params({f"lgbm.{k}": v for k, v in tuned_params.items()})
+            mlflow.log_params({"best_trial": tuning.best_trial, "best_iteration": fit.best_iteration})
+            mlflow.log_metrics({f"val_{k}": v for k, v in validation.items()})
+            mlflow.log_metric(f"best_val_{spec.name}", tuning.best_value)
+            meta = context.meta(
+                "lightgbm",
+                features,
+                categories,
+                threshold,
+                validation,
+                training_id,
+                params=tuned_params,
+                best_iteration=fit.best_iteration,
+                tuning={
+                    "metric": spec.name,
+                    "trials": cfg.tuning.trials,
+                    "states": tuning.states,
+                    "best_trial": tuning.best_trial,
+                    "best_value": tuning.best_value,
+                },
+            )
+            mlflow.log_artifacts(str(write_model_dir(Path(tmp) / "tuned", fit.booster, meta)), BUNDLE_DIR)
+            mlflow.log_artifacts(str(_write_split_data(split, Path(tmp) / "data")), DATA_DIR)
+            trials_csv = Path(tmp) / "trials.csv"
+            tuning.trials.to_csv(trials_csv, index=False)
+            mlflow.log_artifact(str(trials_csv), "tuning")
+            mlflow.set_tag("wikichurn.trial_states", json.dumps(tuning.states))
+
+        baselines = {
+            ROLE_SEED: context.seed_baseline(experiment_id, training_id, categories, Path(tmp) / ROLE_SEED),
+            ROLE_HEURISTIC: context.heuristic_baseline(experiment_id, training_id, Path(tmp) / ROLE_HEURISTIC),
+        }
+    MlflowClient().set_tag(training_id, TAG_BASELINE_RUNS, json.dumps({r: b[0] for r, b in baselines.items()}))
+    for role, (_, metrics) in baselines.items():
+        log.info("%s: validation %s = %.4f", role, spec.name, metrics[spec.name])
+    log.info(
+        "tuned: validation %s = %.4f, threshold %.4f (run %s)", spec.name, validation[spec.name], threshold, training_id
+    )
+    return TrainResult(
+        run_id=training_id,
+        experiment_id=experiment_id,
+        baseline_run_ids={role: b[0] for role, b in baselines.items()},
+        split=split.to_dict(),
+        features=features,
+        threshold=threshold,
+        best_params=tuned_params,
+        validation={ROLE_TUNED: validation, **{role: b[1] for role, b in baselines.items()}},
+        feature_table_version=data.version,
+    )
+
+
+class _Context:
+    """What every run of one training shares: settings, split, lineage."""
+
+    def __init__(self, cfg: TrainingSettings, settings: Settings, split: TimeSplit, lineage: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.settings = settings
+        self.split = split
+        self.lineage = lineage
+
+    def log_common(self, training_id: str) -> None:
+        """Tags, config params, split params and split metrics of the active run."""
+        tags = {TAG_TRAINING_ID: training_id}
+        tags.update({f"wikichurn.{k}": str(v) for k, v in self.lineage.items() if v is not None})
+        mlflow.set_tags(tags)
+        params = flat_params("cfg", self.cfg.model_dump(mode="json", exclude={"tracking_uri", "artifact_root"}))
+        params.update(flat_params("label", self.settings.churn.model_dump(mode="json")))
+        params.update({k: str(v) for k, v in self.split.flat().items() if k.endswith((".start", ".end", "gap_days"))})
+        mlflow.log_params(params)
+        metrics: dict[str, float] = {}
+        for name, info in self.split.info().items():
+            metrics[f"split_{name}_rows"] = info.rows
+            metrics[f"split_{name}_positives"] = info.positives
+            metrics[f"split_{name}_positive_rate"] = info.positive_rate
+        mlflow.log_metrics(metrics)
+
+    def threshold_and_metrics(self, y: pd.Series, scores: np.ndarray) -> tuple[float, dict[str, float]]:
+        """The threshold tuned on these validation scores, and the validation metrics there."""
+        t = self.cfg.threshold
+        choice = tune_threshold(y.to_numpy(), scores, t.objective, beta=t.beta, fn_cost=t.fn_cost)
+        return choice.threshold, binary_metrics(y.to_numpy(), scores, choice.threshold)
+
+    def meta(
+        self,
+        kind: str,
+        features: list[str],
+        categories: dict[str, list[str]],
+        threshold: float,
+        validation: dict[str, float],
+        run_id: str,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The ``model_meta.json`` content known at training time (test metrics come later)."""
+        return {
+            "format_version": META_FORMAT_VERSION,
+            "kind": kind,
+            "features": features,
+            "categorical_features": [c for c in features if c in categories],
+            "categories": {k: v for k, v in categories.items() if k in features},
+            "threshold": threshold,
+            "threshold_objective": self.cfg.threshold.objective,
+            **extra,
+            "label": self.settings.churn.model_dump(mode="json"),
+            "key_columns": list(KEY_COLUMNS),
+            "split": self.split.to_dict(),
+            "metrics": {"validation": validation},
+            "lineage": self.lineage,
+            "run_id": run_id,
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def seed_baseline(
+        self, experiment_id: str, training_id: str, categories: dict[str, list[str]], folder: Path
+    ) -> tuple[str, dict[str, float]]:
+        """Baseline (a): LightGBM, default parameters, ``SEED_FEATURES`` only."""
+        features = model_features(SEED_FEATURES, self.settings.churn.horizon_days)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=ROLE_SEED, tags={TAG_ROLE: ROLE_SEED}) as run:
+            self.log_common(training_id)
+            data = ModelData(self.split.train, self.split.validation, features, categories)
+            spec = metric_spec(self.cfg.tuning.metric)
+            params = {**fixed_params(self.cfg, spec, scale_pos_weight(data.y_train)), **DEFAULT_PARAMS}
+            fit = fit_booster(data, params, self.cfg)
+            threshold, validation = self.threshold_and_metrics(self.split.validation[LABEL], fit.validation_scores)
+            params = {k: v for k, v in params.items() if k not in ("metric", "verbosity")}
+            mlflow.log_params({f"lgbm.{k}": v for k, v in params.items()} | {"best_iteration": fit.best_iteration})
+            mlflow.log_metrics({f"val_{k}": v for k, v in validation.items()})
+            meta = self.meta(
+                "lightgbm",
+                features,
+                categories,
+                threshold,
+                validation,
+                run.info.run_id,
+                params=params,
+                best_iteration=fit.best_iteration,
+            )
+            mlflow.log_artifacts(str(write_model_dir(folder, fit.booster, meta)), BUNDLE_DIR)
+            return run.info.run_id, validation
+
+    def heuristic_baseline(self, experiment_id: str, training_id: str, folder: Path) -> tuple[str, dict[str, float]]:
+        """Baseline (b): no learning, today's views against the 3-day mean."""
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=ROLE_HEURISTIC, tags={TAG_ROLE: ROLE_HEURISTIC}
+        ) as run:
+            self.log_common(training_id)
+            scores = heuristic_score(self.split.validation)
+            threshold, validation = self.threshold_and_metrics(self.split.validation[LABEL], scores)
+            mlflow.log_param("formula", "1 - min(1, count_views / avg_views_past_3d)")
+            mlflow.log_metrics({f"val_{k}": v for k, v in validation.items()})
+            meta = self.meta("heuristic", list(HEURISTIC_FEATURES), {}, threshold, validation, run.info.run_id)
+            meta["formula"] = "1 - min(1, count_views / avg_views_past_3d); 0 when the mean is missing or 0"
+            mlflow.log_artifacts(str(HeuristicScorer(meta).save(folder)), BUNDLE_DIR)
+            return run.info.run_id, validation
+
+
+def _write_split_data(split: TimeSplit, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    split.validation.to_parquet(folder / "validation.parquet", index=False)
+    split.test.to_parquet(folder / "test.parquet", index=False)
+    return folder
+
+
+# -- command line ----------------------------------------------------------------------------
+
+app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+
+LakeOpt = Annotated[str, typer.Option(help="lake root holding gold_churn_features (default: settings)")]
+TrialsOpt = Annotated[int, typer.Option(help="Optuna trials (0 = conf/training.yaml)")]
+MetricOpt = Annotated[str, typer.Option(help="validation metric to tune: pr_auc, roc_auc, log_loss, brier")]
+ExperimentOpt = Annotated[str, typer.Option(help="MLflow experiment name (default: settings)")]
+
+
+def cli_settings(
+    lake_uri: str = "", trials: int = 0, metric: str = "", experiment: str = "", model_name: str = ""
+) -> tuple[TrainingSettings, Settings]:
+    """Settings from files and environment, with non-empty command-line values on top."""
+    from wikichurn.core.settings import Settings, get_settings
+    from wikichurn.training.config import load_training_settings
+
+    overrides: dict[str, Any] = {}
+    tuning: dict[str, Any] = {}
+    if trials:
+        tuning["trials"] = trials
+    if metric:
+        tuning["metric"] = metric
+    if tuning:
+        overrides["tuning"] = tuning
+    if experiment:
+        overrides["experiment_name"] = experiment
+    if model_name:
+        overrides["model_name"] = model_name
+    settings = Settings(lake_uri=lake_uri) if lake_uri else get_settings()
+    return load_training_settings(**overrides), settings
+
+
+def parse_bool(value: str) -> bool:
+    """``true/1/yes/on`` -> True, ``false/0/no/off/""`` -> False (MLproject parameters are strings)."""
+    text = value.strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise typer.BadParameter(f"expected true or false, got {value!r}")
+
+
+def setup_cli_logging() -> None:
+    """INFO logs on stderr for the stage commands, quiet libraries, no run URLs on stdout."""
+    # No-op when logging is already configured (e.g. called in-process by tests).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # stdout carries only the command's JSON result.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    for noisy in ("py4j", "pyspark", "httpx", "urllib3", "botocore", "alembic", "mlflow.store.db.utils"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def main(
+    lake_uri: LakeOpt = "",
+    trials: TrialsOpt = 0,
+    metric: MetricOpt = "",
+    experiment: ExperimentOpt = "",
+) -> None:
+    """Train the tuned model and both baselines on the feature table; print the run ids as JSON."""
+    from wikichurn.training.tracking import pop_project_run_id
+
+    setup_cli_logging()
+    run_id = pop_project_run_id()
+    cfg, settings = cli_settings(lake_uri, trials, metric, experiment)
+    result = run_training(cfg, settings, run_id=run_id)
+    typer.echo(json.dumps({"run_id": result.run_id, "baseline_run_ids": result.baseline_run_ids}))
+
+
+if __name__ == "__main__":
+    app()

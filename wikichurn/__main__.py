@@ -1,3 +1,0 @@
-from wikichurn.cli import main
-
-main()
