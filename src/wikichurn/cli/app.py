@@ -71,6 +71,18 @@ def simulate(
     console.print(summary.describe())
 
 
+@app.command()
+def replay(
+    daily: Annotated[Path, typer.Option(exists=True, file_okay=False, help="folder of real <wiki>.csv daily totals")],
+    out: Annotated[Path, typer.Option(help="folder to write the mirror into")],
+    seed: Annotated[int, typer.Option(help="seed of the hourly spread")] = 0,
+) -> None:
+    """Turn real daily totals (projectcounts/daily CSVs) into a mirror of hourly projectviews files."""
+    from wikichurn.sim.replay import replay as run_replay
+
+    console.print_json(data=run_replay(daily, out, seed=seed).to_dict())
+
+
 @mirror_app.command("serve")
 def mirror_serve(
     root: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="the mirror folder")],
