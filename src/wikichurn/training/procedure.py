@@ -12,6 +12,7 @@ The decision threshold comes from the out-of-fold predictions; nothing looks at 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from wikichurn.training.folds import Fold, RowRange, walk_forward_folds
 from wikichurn.training.metrics import binary_metrics, tune_threshold
 from wikichurn.training.model import category_mappings
 from wikichurn.training.tuning import CVFit, FoldSet, fit_rounds
+
+log = logging.getLogger(__name__)
 
 PROTOCOL = (
     "hyper-parameters, boosting rounds and threshold from walk-forward CV over the development rows "
@@ -50,6 +53,20 @@ class Plan:
         development_end = split.validation["event_date"].max()
         development = frame.loc[frame["event_date"] <= development_end].reset_index(drop=True)
         folds = walk_forward_folds(development["event_date"], cfg.cv, cfg.split.gap_days)
+        # A fold whose train or validation rows hold one class (e.g. early months without any
+        # collapse) has no ranking metric and no meaningful early stopping: every role skips it.
+        dates = development["event_date"]
+        scorable = [
+            f
+            for f in folds
+            if development.loc[f.train_mask(dates), LABEL].nunique() == 2
+            and development.loc[f.validation_mask(dates), LABEL].nunique() == 2
+        ]
+        if not scorable:
+            raise ValueError("no walk-forward fold has both classes in its train and validation rows")
+        if len(scorable) < len(folds):
+            log.warning("skipping %d of %d folds holding one class only", len(folds) - len(scorable), len(folds))
+        folds = scorable
         return cls(frame=frame, split=split, development=development, folds=folds)
 
     def categories(self, rows: pd.DataFrame, features: list[str]) -> dict[str, list[str]]:

@@ -191,9 +191,9 @@ class FoldSet:
         features: Sequence[str],
         categories: Mapping[str, Sequence[str]],
     ) -> None:
-        self.folds = list(folds)
         self.features = list(features)
         dates = pd.to_datetime(frame["event_date"])
+        self.folds = list(folds)
         self.data = [
             ModelData(frame.loc[f.train_mask(dates)], frame.loc[f.validation_mask(dates)], features, categories)
             for f in self.folds
