@@ -144,6 +144,10 @@ def run_backtest(
     from wikichurn.training.train import run_training
 
     started = time.monotonic()
+    if not cfg.num_threads:
+        # Backtest frames are small (thousands of rows): one LightGBM thread is as fast, and
+        # OpenMP threads spinning against busy neighbours made fits tens of times slower.
+        cfg = cfg.model_copy(update={"num_threads": 1})
     experiment_id = configure_tracking(cfg)
     client = MlflowClient()
     horizon = settings.churn.horizon_days
