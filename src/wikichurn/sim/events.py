@@ -23,6 +23,7 @@ class Modifiers:
     start: list[int] = field(default_factory=list)
     end: list[int] = field(default_factory=list)
     factor: list[float] = field(default_factory=list)
+    collapses: list[tuple[int, int]] = field(default_factory=list)  # (domain, start hour)
 
     def add(self, domain: int, start: int, end: int, factor: float) -> None:
         self.domain.append(domain)
@@ -108,6 +109,7 @@ def draw_events(
                 end_hour = min(at + days * 24, int(alive_to[d]))
                 end_date = day_of(end_hour) if end_hour < hours else None
             mods.add(d, at, end_hour, level)
+            mods.collapses.append((d, at))
             churn.append(
                 {
                     "domain": cat.codes[d],
@@ -155,3 +157,54 @@ def missing_hours(ndays: int, rng: np.random.Generator, model: SimulationModel) 
         at = day * 24 + int(rng.integers(0, 24))
         missing[at : at + int(rng.integers(lo, hi + 1))] = True
     return missing
+
+
+def draw_precursors(
+    cat: Catalog, ndays: int, start: date, mods: Modifiers, rng: np.random.Generator, model: SimulationModel
+) -> tuple[list[dict], list[dict]]:
+    """Slow declines before a share of the collapses, and multi-day bursts; added to ``mods``.
+
+    Returns the ground truth of both (declines: domain, start, days, depth; bursts: domain,
+    start, days, factor).
+    """
+    hours = ndays * 24
+    declines: list[dict] = []
+    lo_d, hi_d = model.decline_days
+    lo_v, hi_v = model.decline_depth
+    for d, at in mods.collapses:
+        if rng.random() >= model.decline_fraction:
+            continue
+        days = int(rng.integers(lo_d, hi_d + 1))
+        depth = float(rng.uniform(lo_v, hi_v))
+        first = max(0, at - days * 24)
+        for j in range(days):  # day j of the ramp: depth ** ((j + 1) / days), log-linear down
+            a, b = at - (days - j) * 24, at - (days - j - 1) * 24
+            if b > first:
+                mods.add(d, max(a, first), b, depth ** ((j + 1) / days))
+        declines.append(
+            {"domain": cat.codes[d], "start_hour": _hour_iso(start, first), "days": days, "depth": round(depth, 3)}
+        )
+    bursts: list[dict] = []
+    n = len(cat.codes)
+    big = max(2, int(n * model.giants_fraction))
+    lo_b, hi_b = model.burst_days
+    lo_f, hi_f = model.burst_factor
+    q = cat.rank / max(n - 1, 1)
+    for d in np.flatnonzero(cat.rank >= big).tolist():
+        # Whole-day bursts are a small-wiki phenomenon: the rate grows as 3 q**2 (mean 1).
+        for _ in range(int(rng.poisson(model.burst_rate * 3 * q[d] ** 2 * ndays))):
+            day = int(rng.integers(0, ndays))
+            days = int(rng.integers(lo_b, hi_b + 1))
+            factor = float(math.exp(rng.uniform(math.log(lo_f), math.log(hi_f))))
+            mods.add(d, day * 24, min(hours, (day + days) * 24), factor)
+            bursts.append(
+                {
+                    "domain": cat.codes[d],
+                    "start_hour": _hour_iso(start, day * 24),
+                    "days": days,
+                    "factor": round(factor, 2),
+                }
+            )
+    declines.sort(key=lambda e: (e["start_hour"], e["domain"]))
+    bursts.sort(key=lambda e: (e["start_hour"], e["domain"]))
+    return declines, bursts

@@ -56,6 +56,16 @@ class SimulationModel:
     spike_rate: float = 0.004  # per domain-day
     spike_hours: tuple[int, int] = (1, 6)
     spike_factor: tuple[float, float] = (5.0, 50.0)  # log-uniform
+    # Precursors, calibrated on real daily totals (docs/simulator.md), drawn from their own
+    # random stream so every draw above is unchanged. Slow declines before a share of collapses:
+    decline_fraction: float = 0.5  # of collapses
+    decline_days: tuple[int, int] = (4, 14)
+    decline_depth: tuple[float, float] = (0.35, 0.8)  # traffic on the eve of the collapse, x normal
+    # Multi-day bursts (bot traffic, a linked page) after which traffic falls back: the drop
+    # after the spike is a collapse by the rule, as in the real series.
+    burst_rate: float = 0.003  # per domain-day
+    burst_days: tuple[int, int] = (1, 4)
+    burst_factor: tuple[float, float] = (3.0, 12.0)  # log-uniform, whole days
     # Data-quality defects.
     missing_hour_rate: float = 0.001  # single hourly files not published
     outage_rate: float = 0.015  # per day: an outage of several hours in a row starts

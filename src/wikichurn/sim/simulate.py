@@ -31,7 +31,7 @@ from wikichurn.core.layout import file_name, month_folders
 from wikichurn.sim.catalog import Catalog, build_catalog, max_domains
 from wikichurn.sim.check import MANIFEST_NAME, churn_labels, churn_positive_rate, daily_totals, load_manifest
 from wikichurn.sim.codes import ACCESS
-from wikichurn.sim.events import draw_events, missing_hours
+from wikichurn.sim.events import draw_events, draw_precursors, missing_hours
 from wikichurn.sim.files import set_mtime, write_listings
 from wikichurn.sim.mirror import ListingEntry
 from wikichurn.sim.model import SimulationModel
@@ -253,11 +253,14 @@ def simulate(
     model = model or SimulationModel()
     out = Path(out)
     ndays = (end - start).days + 1
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
-    rng_catalog, rng_events, rng_traffic, rng_quality, rng_decoys, rng_publish = streams
+    # A 7th stream for the precursors: the first six children of a SeedSequence do not depend
+    # on how many are spawned, so every earlier draw is unchanged.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
+    rng_catalog, rng_events, rng_traffic, rng_quality, rng_decoys, rng_publish, rng_precursors = streams
 
     cat = build_catalog(domains, rng_catalog, model)
     mods, churn, appear, spikes = draw_events(cat, ndays, start, rng_events, model)
+    declines, bursts = draw_precursors(cat, ndays, start, mods, rng_precursors, model)
     missing = missing_hours(ndays, rng_quality, model)
     lo_delay, hi_delay = model.publish_delay_minutes
     delays = rng_publish.integers(lo_delay, hi_delay + 1, size=ndays * 24)
@@ -383,6 +386,8 @@ def simulate(
         "churn_events": churn,
         "appearances": appear,
         "spikes": spikes,
+        "declines": declines,
+        "bursts": bursts,
     }
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return summary
