@@ -40,9 +40,8 @@ def test_no_training_label_window_reaches_a_validation_date(case: tuple[list[dat
     try:
         folds = walk_forward_folds(days, cv, gap)
     except ValueError:
-        # Refused only when no date has min_train dates more than a gap before it.
-        need = max(1, int(np.ceil(cv.min_train_fraction * len(days))))
-        assert all(sum(d < x - timedelta(days=gap) for d in days) < need for x in days)
+        # Refused only when no date has any date more than a gap before it.
+        assert all(sum(d < x - timedelta(days=gap) for d in days) == 0 for x in days)
         return
     dates = pd.Series(pd.to_datetime(days))
     assert 1 <= len(folds) <= cv.folds
@@ -59,6 +58,12 @@ def test_no_training_label_window_reaches_a_validation_date(case: tuple[list[dat
     # Validation blocks are disjoint, ordered, and tile the dates after the first block start.
     assert covered == sorted(covered) and len(covered) == len(set(covered))
     assert covered == list(dates[dates >= folds[0].validation_start])
+    # At least min_train_fraction of the dates train the first fold, unless the calendar is too short.
+    need = int(np.ceil(cv.min_train_fraction * len(days)))
+    first_train = int(folds[0].train_mask(dates).sum())
+    pivot = days[max(0, len(days) - cv.folds)]
+    cap = sum(d < pivot - timedelta(days=gap) for d in days)  # what a short calendar allows
+    assert first_train >= min(need, cap)
 
 
 def test_folds_refuse_too_short_a_calendar() -> None:

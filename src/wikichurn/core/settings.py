@@ -170,7 +170,7 @@ class CVSettings(BaseModel):
     """
 
     folds: int = Field(default=4, ge=1)
-    min_train_fraction: float = Field(default=0.5, gt=0, lt=1)  # of development dates, before fold 1
+    min_train_fraction: float = Field(default=0.7, gt=0, lt=1)  # of development dates, before fold 1
     # Boosting rounds of a refit on n rows = median over folds of best_iteration x (n / fold rows) ** exponent.
     rounds_exponent: float = Field(default=1.0, ge=0, le=1)
     prune_after_folds: int = Field(default=1, ge=1)  # folds a trial runs before the pruner may stop it

@@ -3,8 +3,9 @@
 Fold k validates on a contiguous block of dates and trains on every date strictly before the
 block's first date minus ``gap_days``. With ``gap_days`` >= the label horizon, no training row's
 label window (the ``horizon`` days after its date) reaches a validation date. The blocks tile
-the development dates after the first ``min_train_fraction`` of them, oldest first, so every
-development row after that point is predicted exactly once out of fold.
+the development dates after the first ``min_train_fraction`` of them (less on a calendar too
+short for that and ``folds`` validation dates), oldest first, so every development row after
+that point is predicted exactly once out of fold.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def walk_forward_folds(dates: Sequence[Any] | pd.Series, cv: CVSettings, gap_day
     n = len(days)
     if n == 0:
         raise ValueError("no labelled dates to build folds from")
-    min_train = max(1, int(np.ceil(cv.min_train_fraction * n)))
     # First validation date: at least min_train dates lie before it by more than the gap.
     before = np.searchsorted(days, days - gap_days * DAY, side="left")  # dates < d - gap
+    # On a short calendar the share is lowered so that the last ``folds`` dates can still validate.
+    min_train = max(1, min(int(np.ceil(cv.min_train_fraction * n)), int(before[max(0, n - cv.folds)])))
     candidates = np.flatnonzero(before >= min_train)
     if candidates.size == 0:
         raise ValueError(
