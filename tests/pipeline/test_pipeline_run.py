@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.lakehouse import lake as tables
-from wikichurn.pipeline.lakehouse import run as run_module
+from wikichurn.pipeline.lakehouse import steps as steps_module
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.run import PipelineResult, run_pipeline
 
@@ -125,7 +125,7 @@ def test_run_that_died_before_its_report_is_redone_exactly_once(
     def crash(*_args: object) -> dict[str, object]:
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(run_module, "_dq_report", crash)
+    monkeypatch.setattr(steps_module, "dq_report", crash)
     with pytest.raises(RuntimeError, match="killed"):
         run_pipeline(spark, lake_settings)  # bronze, silver and gold written; no report
     monkeypatch.undo()
