@@ -225,10 +225,9 @@ PHASES = (
 
 
 def _export_baseline(rev: str, target: Path) -> Path:
-    """The ``src/`` tree of commit ``rev``, exported next to the scratch data."""
-    repo = Path(__file__).resolve().parents[1]
+    """The ``src/`` tree of commit ``rev`` of the repository in the working directory."""
     target.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "src"], capture_output=True, check=True)
+    archive = subprocess.run(["git", "archive", rev, "src"], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     return target / "src"
 

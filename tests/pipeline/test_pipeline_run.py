@@ -44,6 +44,9 @@ def assert_conserved(spark: SparkSession, settings: Settings) -> None:
     lake = Lake(spark, settings)
     bronze = lake.count(tables.BRONZE)
     assert bronze == lake.count(tables.SILVER_CLEAN) + lake.count(tables.SILVER_QUARANTINE)
+    # What gold's hours_present relies on: a file holds at most one clean row per domain.
+    clean = lake.read(tables.SILVER_CLEAN)
+    assert clean.select("_source_path", "domain_code").distinct().count() == clean.count()
     # Independent reader: deltalake sees the same counts as the engine.
     for table in (tables.BRONZE, tables.SILVER_CLEAN, tables.SILVER_QUARANTINE):
         assert DeltaTable(f"{settings.lake_uri}/{table}").to_pyarrow_table().num_rows == lake.count(table)
@@ -141,3 +144,16 @@ def test_result_describes_itself() -> None:
 
     empty = PipelineResult(run_id="r1", run_at=datetime(2024, 1, 1))
     assert "nothing new" in empty.describe()
+
+
+def test_windows_line_endings_give_the_same_rows(spark: SparkSession, lake_settings: Settings) -> None:
+    write_raw(lake_settings, "projectviews-20240101-000000", ["en - 5 0", "de - 2 0"])
+    key = "2024/2024-01/projectviews-20240101-010000"
+    (Path(lake_settings.raw_uri) / key).write_bytes(b"en - 7 0\r\nde - 3 0\r\n\r\nfr - 1 0\r")
+    result = run_pipeline(spark, lake_settings, features=False)
+    assert (result.bronze_rows, result.clean_rows, result.quarantined_rows) == (5, 5, 0)
+    assert gold_rows(lake_settings) == {
+        ("en", date(2024, 1, 1)): (12, 2),
+        ("de", date(2024, 1, 1)): (5, 2),
+        ("fr", date(2024, 1, 1)): (1, 1),
+    }
