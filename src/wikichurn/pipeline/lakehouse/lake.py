@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,11 +90,23 @@ class Lake:
             writer = writer.partitionBy(*partition_by)
         writer.save(self.path(table))
 
-    def upsert(self, df: DataFrame, table: str, keys: Sequence[str], partition_by: Sequence[str]) -> None:
+    def upsert(
+        self,
+        df: DataFrame,
+        table: str,
+        keys: Sequence[str],
+        partition_by: Sequence[str],
+        partitions: Sequence[Any] = (),
+    ) -> None:
         """Insert or update ``df`` rows in ``table`` by ``keys``, idempotently.
 
         ``df`` must hold complete partitions (every row of each ``partition_by`` value it touches):
         Delta merges row by row, parquet replaces exactly those partitions.
+
+        Args:
+            partitions: the values of the (single) ``partition_by`` column that ``df`` holds, when
+                the caller knows them: the merge condition then names them as literals, so the
+                engine reads only those partitions of ``table`` instead of all of it.
         """
         if not self.exists(table):
             self.append(df, table, partition_by)
@@ -102,6 +115,9 @@ class Lake:
             view = f"_upsert_{uuid.uuid4().hex[:12]}"
             df.createOrReplaceTempView(view)
             on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+            if partitions:
+                (column,) = partition_by
+                on += f" AND t.`{column}` IN ({', '.join(_sql_literal(v) for v in partitions)})"
             try:
                 self.sql(
                     f"MERGE INTO {self.ref(table)} AS t USING {view} AS s ON {on} "
@@ -162,3 +178,12 @@ class Lake:
     def _require_delta(self, what: str) -> None:
         if self.format != "delta":
             raise NotImplementedError(f"{what} needs table_format=delta (got {self.format})")
+
+
+def _sql_literal(value: Any) -> str:
+    """A SQL literal for a partition value (dates and strings; nothing user-typed reaches here)."""
+    if isinstance(value, date):
+        return f"DATE'{value.isoformat()}'"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"

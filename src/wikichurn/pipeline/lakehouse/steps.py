@@ -227,7 +227,11 @@ def merge_gold(lake: Lake, dates: Sequence[date]) -> None:
         return
     touched = lake.read(tables.SILVER_CLEAN).where(F.col("event_date").isin(list(dates)))
     lake.upsert(
-        build_gold_daily(touched), tables.GOLD_DAILY, keys=["domain_code", "event_date"], partition_by=["event_date"]
+        build_gold_daily(touched),
+        tables.GOLD_DAILY,
+        keys=["domain_code", "event_date"],
+        partition_by=["event_date"],
+        partitions=dates,  # prunes the merge's scan of gold to these days
     )
     log.info("gold: merged %d dates", len(dates))
 
