@@ -59,20 +59,23 @@ def _load() -> str:
 
 
 class _LogGaps(logging.Handler):
-    """Times the gaps between a run's log lines: a phase profile for code without timers."""
+    """Times the gaps between a run's log lines (wall and process CPU): a profile that reads the
+    same for code with and without step timers, and CPU time that busy neighbours barely move."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.last = time.monotonic()
-        self.gaps: dict[str, float] = {}
+        self.last, self.last_cpu = time.monotonic(), _cpu_seconds()
+        self.gaps: dict[str, list[float]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        now = time.monotonic()
+        now, cpu = time.monotonic(), _cpu_seconds()
         # "bronze: appended 2000 files" -> "bronze: appended"; the run summary is "run ...".
-        words = record.getMessage().split()
+        words = [w for w in record.getMessage().split() if not w[0].isdigit()]
         label = " ".join(words[:2]) if words and words[0].endswith(":") else words[0] if words else "?"
-        self.gaps[label] = self.gaps.get(label, 0.0) + now - self.last
-        self.last = now
+        wall_cpu = self.gaps.setdefault(label, [0.0, 0.0])
+        wall_cpu[0] += now - self.last
+        wall_cpu[1] += cpu - self.last_cpu
+        self.last, self.last_cpu = now, cpu
 
 
 def _phase_simulate(workdir: Path, days: int, domains: int) -> dict[str, Any]:
@@ -109,6 +112,7 @@ def _pipeline(workdir: Path, lake: str) -> dict[str, Any]:
     logger.addHandler(gaps)
     with build_spark(settings) as spark:
         started = gaps.last = time.monotonic()
+        gaps.last_cpu = _cpu_seconds()
         result = run_pipeline(spark, settings, features=False)
         seconds = time.monotonic() - started
     return {
@@ -117,8 +121,10 @@ def _pipeline(workdir: Path, lake: str) -> dict[str, Any]:
         "clean_rows": result.clean_rows,
         "quarantined_rows": result.quarantined_rows,
         "job_seconds": seconds,
-        # Older code has no timers: the gaps between its log lines say the same, more coarsely.
-        "phases": getattr(result, "phases", None) or gaps.gaps,
+        # Wall and CPU seconds between log lines (older code has no step timers), and the run's
+        # own step timers where it has them.
+        "log_gaps": gaps.gaps,
+        "phases": getattr(result, "phases", None),
         "code": str(Path(sys.modules["wikichurn"].__file__ or "").parent),
     }
 
@@ -327,9 +333,19 @@ def markdown(meta: dict[str, Any], phases: dict[str, Any]) -> str:
                 f"| {cold['cpu_seconds']:.1f} | {duck['cpu_seconds']:.1f} | {cpu:.1f}x |"
             )
     for name, cold in colds:
-        out += ["", f"Where the time of `{name}` went (s):", "", "| step | s | share |", "|---|---:|---:|"]
-        total = cold["job_seconds"]
-        out += [f"| {step} | {sec:.1f} | {sec / total:.0%} |" for step, sec in cold.get("phases", {}).items()]
+        out += [
+            "",
+            f"Where the time of `{name}` went (the gap before each log line of the run):",
+            "",
+            "| up to the log line | wall s | CPU s | CPU share |",
+            "|---|---:|---:|---:|",
+        ]
+        total = sum(cpu for _wall, cpu in cold["log_gaps"].values()) or 1.0
+        out += [
+            f"| {step} | {wall:.1f} | {cpu:.1f} | {cpu / total:.0%} |" for step, (wall, cpu) in cold["log_gaps"].items()
+        ]
+        if cold.get("phases"):
+            out += ["", "Its own step timers (wall s): " + ", ".join(f"{k} {v:.1f}" for k, v in cold["phases"].items())]
     return "\n".join(out)
 
 

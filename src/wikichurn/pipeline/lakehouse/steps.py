@@ -170,8 +170,9 @@ def classify_pending(lake: Lake, pending: Pending) -> DataFrame:
     paths = lake.frame(((p,) for p in pending.files), SOURCE_PATHS_SCHEMA)
     hours = lake.frame(file_hours(paths).collect(), FILE_HOURS_SCHEMA)
     fields = parse_fields(bronze, hours)
-    repeated = lake.frame(repeated_domain_hours(fields).collect(), REPEATED_DOMAINS_SCHEMA)
-    return classify(fields, repeated)
+    repeated = repeated_domain_hours(fields).collect()
+    log.info("silver: rules applied to %d files; %d domain-hours listed twice", len(pending.files), len(repeated))
+    return classify(fields, lake.frame(repeated, REPEATED_DOMAINS_SCHEMA))
 
 
 def append_silver_clean(lake: Lake, classified: DataFrame) -> None:
