@@ -74,6 +74,18 @@ def test_first_run_builds_every_table(spark: SparkSession, lake_settings: Settin
     }
     assert result.table_counts[tables.BRONZE_LEDGER] == 27  # the empty file is recorded too
     assert_conserved(spark, lake_settings)
+    # Every table step was timed (the benchmark's profile), and the steps fit in the run.
+    table_steps = (
+        "bronze",
+        "ledger",
+        "silver_classify",
+        "silver_clean",
+        "silver_quarantine",
+        "gold_merge",
+        "dq_report",
+    )
+    assert set(table_steps) <= set(result.phases)
+    assert 0 < sum(result.phases.values()) <= result.seconds
 
     report = Lake(spark, lake_settings).read(tables.SILVER_DQ_REPORTS).collect()
     assert len(report) == 1 and report[0]["rows_in"] == 55

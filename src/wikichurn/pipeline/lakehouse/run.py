@@ -142,8 +142,9 @@ def _silver_and_gold(lake: Lake, result: PipelineResult, *, min_hours_complete: 
         pending = steps.pending_bronze(lake)
     if pending is None:
         return
-    with result.timed("silver_classify"):
+    with result.timed("silver_clear"):
         steps.clear_unreported_silver(lake, pending)
+    with result.timed("silver_classify"):
         classified = steps.classify_pending(lake, pending)
     with result.timed("silver_clean"):
         steps.append_silver_clean(lake, classified)

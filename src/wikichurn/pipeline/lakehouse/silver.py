@@ -124,18 +124,6 @@ def parse_bronze(bronze: DataFrame) -> DataFrame:
     return classify(fields, repeated_domain_hours(fields))
 
 
-# What clean_rows and quarantined_rows need from parse_bronze's output.
-PARSED_COLUMNS: tuple[str, ...] = (
-    "value",
-    "_source_path",
-    "_ingested_at",
-    "_domain",
-    "_count_text",
-    "_event_timestamp",
-    "dq_reason",
-)
-
-
 def clean_rows(parsed: DataFrame) -> DataFrame:
     """Rows no rule flagged, in the ``silver_projectviews_clean`` schema."""
     clean = parsed.where(F.col("dq_reason").isNull()).select(
