@@ -340,10 +340,10 @@ def markdown(meta: dict[str, Any], phases: dict[str, Any]) -> str:
             "| up to the log line | wall s | CPU s | CPU share |",
             "|---|---:|---:|---:|",
         ]
-        total = sum(cpu for _wall, cpu in cold["log_gaps"].values()) or 1.0
-        out += [
-            f"| {step} | {wall:.1f} | {cpu:.1f} | {cpu / total:.0%} |" for step, (wall, cpu) in cold["log_gaps"].items()
-        ]
+        # The run's closing "phases: ..." line comes after the summary: nothing happens before it.
+        gaps = {k: v for k, v in cold["log_gaps"].items() if not k.startswith("phases")}
+        total = sum(cpu for _wall, cpu in gaps.values()) or 1.0
+        out += [f"| {step} | {wall:.1f} | {cpu:.1f} | {cpu / total:.0%} |" for step, (wall, cpu) in gaps.items()]
         if cold.get("phases"):
             out += ["", "Its own step timers (wall s): " + ", ".join(f"{k} {v:.1f}" for k, v in cold["phases"].items())]
     return "\n".join(out)
