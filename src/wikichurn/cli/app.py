@@ -30,6 +30,8 @@ features_app = typer.Typer(
 )
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(features_app, name="features")
+warehouse_app = typer.Typer(help="Gold tables in a PostgreSQL warehouse (Redshift-style DDL).", no_args_is_help=True)
+app.add_typer(warehouse_app, name="warehouse")
 
 console = Console()
 
@@ -153,6 +155,29 @@ def features_export(
     with build_spark(settings) as spark:
         result = export_snapshot(spark, settings, out or Path(settings.serving.snapshot_path))
     console.print(result.describe())
+
+
+@warehouse_app.command("export")
+def warehouse_export(
+    url: Annotated[str | None, typer.Option(help="postgresql://user:password@host:port/db (default: settings)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load gold_daily_projectviews, the features and the KPI tables into PostgreSQL (COPY, upsert by key)."""
+    from wikichurn.core.settings import get_settings
+    from wikichurn.pipeline.spark import build_spark
+    from wikichurn.pipeline.warehouse import WarehouseError, export_warehouse
+
+    settings = get_settings()
+    try:
+        with build_spark(settings) as spark:
+            result = export_warehouse(spark, settings, url)
+    except WarehouseError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=1) from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        console.print(result.describe())
 
 
 @app.command()
