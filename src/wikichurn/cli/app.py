@@ -9,7 +9,7 @@ import json
 import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import rich
 import typer
@@ -174,10 +174,7 @@ def warehouse_export(
     except WarehouseError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(code=1) from exc
-    if as_json:
-        typer.echo(json.dumps(result.to_dict()))
-    else:
-        console.print(result.describe())
+    _emit(result, as_json)
 
 
 @app.command()
@@ -197,10 +194,7 @@ def eda(
         except FileNotFoundError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(code=1) from exc
-    if as_json:
-        typer.echo(json.dumps(result.to_dict()))
-    else:
-        console.print(result.describe())
+    _emit(result, as_json)
 
 
 @app.command("mlflow-server")
@@ -257,6 +251,14 @@ def serve(
         # Through the environment: importing mlflow here would load pyspark before the service blocks it.
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     run(host, port, settings=load_serving_settings(), access_log=access_log)
+
+
+def _emit(result: Any, as_json: bool) -> None:
+    """A command's result: its JSON form with --json, else its description."""
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        console.print(result.describe())
 
 
 def _print_pipeline(counts: dict[str, int], text: str) -> None:
