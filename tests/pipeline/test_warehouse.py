@@ -98,12 +98,14 @@ def test_export_loads_every_table_and_a_second_export_changes_nothing(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
             (f"{SCHEMA}.gold_daily_projectviews",),
         ).fetchone()
+        comment = conn.execute("SELECT obj_description(%s::regclass)", (f"{SCHEMA}.gold_churn_features",)).fetchone()
         totals = conn.execute(
             f'SELECT count(*) FROM "{SCHEMA}".gold_kpis_weekly WHERE level = %s AND domain_code IS NULL', ("total",)
         ).fetchone()
     assert set(columns) == set(FEATURE_COLUMNS) | {"event_date"}
     assert not set(columns) & set(LABEL_ONLY_COLUMNS)  # features only, never the labels
     assert keys == ("PRIMARY KEY (domain_code, event_date)",)
+    assert comment is not None and 'DISTKEY ("domain_code") COMPOUND SORTKEY ("event_date")' in comment[0]
     assert totals is not None and totals[0] > 0  # null-keyed 'total' rows survive
 
     before = {name: _row_versions(postgres_db, name) for name in exported}

@@ -169,6 +169,10 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _layout(spec: WarehouseTable) -> str:
     dist = f"DISTSTYLE KEY DISTKEY ({_quote(spec.distkey)})" if spec.distkey else "DISTSTYLE ALL"
     return f"{dist} COMPOUND SORTKEY ({', '.join(map(_quote, spec.sortkey))})"
@@ -256,6 +260,9 @@ def load_table(cur: psycopg.Cursor, spec: WarehouseTable, data: pa.Table, db_sch
         log.warning("%s: columns changed in the lake, recreating the warehouse table", spec.name)
         cur.execute(f"DROP TABLE {target}")
     cur.execute(create_table_sql(spec, data.schema, db_schema))
+    # The layout Redshift would get, also readable from the catalog (\dt+ in psql).
+    note = f"wikichurn {spec.name}, key ({', '.join(spec.key)}); Redshift: {_layout(spec)}"
+    cur.execute(f"COMMENT ON TABLE {target} IS {_literal(note)}")
     stage = _quote(f"_stage_{spec.name}")
     cur.execute(f"CREATE TEMPORARY TABLE {stage} (LIKE {target}) ON COMMIT DROP")
     with cur.copy(f"COPY {stage} ({', '.join(map(_quote, columns))}) FROM STDIN (FORMAT csv)") as copy:
