@@ -40,6 +40,8 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """A lake with every exported table: 16 full days x 4 domains, one collapse, one spike, then EDA."""
     tmp = tmp_path_factory.mktemp("warehouse")
     settings = Settings(raw_uri=str(tmp / "raw"), lake_uri=str(tmp / "lake"), warehouse={"db_schema": SCHEMA})
+    # EDA logs to MLFLOW_TRACKING_URI when set (another test may have left one): not here.
+    settings = settings.model_copy(update={"mlflow_tracking_uri": None})
     first = date(2024, 3, 1)
     for offset in range(DAYS):
         day = first + timedelta(days=offset)
@@ -54,7 +56,9 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Itera
             lines = "".join(f"{d} - {v + hour} 0\n" for d, v in sorted(views.items()))
             (folder / f"projectviews-{day:%Y%m%d}-{hour:02d}0000").write_text(lines)
     run_pipeline(spark, settings)
-    run_eda(spark, settings, tmp / "eda")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        run_eda(spark, settings, tmp / "eda")
     yield settings
 
 
