@@ -73,6 +73,37 @@ def simulate(
     console.print(summary.describe())
 
 
+@app.command()
+def replay(
+    daily: Annotated[Path, typer.Option(exists=True, file_okay=False, help="folder of real <wiki>.csv daily totals")],
+    out: Annotated[Path, typer.Option(help="folder to write the mirror into")],
+    seed: Annotated[int, typer.Option(help="seed of the hourly spread")] = 0,
+) -> None:
+    """Turn real daily totals (projectcounts/daily CSVs) into a mirror of hourly projectviews files."""
+    from wikichurn.sim.replay import replay as run_replay
+
+    console.print_json(data=run_replay(daily, out, seed=seed).to_dict())
+
+
+@app.command()
+def backtest(
+    daily: Annotated[Path, typer.Option(exists=True, file_okay=False, help="folder of real <wiki>.csv daily totals")],
+    work: Annotated[Path, typer.Option(help="scratch folder: mirror, raw files, lake")],
+    windows: Annotated[int, typer.Option(min=1, help="monthly forward windows (the last months)")] = 6,
+    trials: Annotated[int, typer.Option(help="Optuna trials per window (0 = settings)")] = 0,
+    wikis: Annotated[str, typer.Option(help="comma-separated database names (default: every file)")] = "",
+    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "wikichurn-backtest",
+) -> None:
+    """Replay real daily totals, build the lake, train at monthly cut-offs and score the next month."""
+    from wikichurn.training.backtest import backtest_daily
+    from wikichurn.training.config import load_training_settings
+
+    cfg = load_training_settings(experiment_name=experiment, **({"tuning": {"trials": trials}} if trials else {}))
+    result = backtest_daily(daily, work, cfg, windows=windows, wikis=wikis.split(",") if wikis else None)
+    console.print(result.table().round(4).to_string(index=False))
+    console.print_json(data=result.summary())
+
+
 @mirror_app.command("serve")
 def mirror_serve(
     root: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="the mirror folder")],

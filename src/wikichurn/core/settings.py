@@ -169,6 +169,20 @@ class TuningSettings(BaseModel):
     startup_trials: int = Field(default=5, ge=0)  # trials before TPE and the pruner kick in
 
 
+class CVSettings(BaseModel):
+    """Rolling-origin (walk-forward) cross-validation over the development dates (before test).
+
+    Each fold trains on every date before its validation block minus ``split.gap_days`` and
+    validates on the block; the blocks tile the dates after the first ``min_train_fraction``.
+    """
+
+    folds: int = Field(default=4, ge=1)
+    min_train_fraction: float = Field(default=0.7, gt=0, lt=1)  # of development dates, before fold 1
+    # Boosting rounds of a refit on n rows = median over folds of best_iteration x (n / fold rows) ** exponent.
+    rounds_exponent: float = Field(default=1.0, ge=0, le=1)
+    prune_after_folds: int = Field(default=1, ge=1)  # folds a trial runs before the pruner may stop it
+
+
 class ThresholdSettings(BaseModel):
     """How the decision threshold is picked on validation predictions (never on test)."""
 
@@ -209,6 +223,7 @@ class TrainingSettings(BaseModel):
     num_threads: int = Field(default=0, ge=0)  # LightGBM threads; 0 = its default
     split: SplitSettings = Field(default_factory=SplitSettings)
     tuning: TuningSettings = Field(default_factory=TuningSettings)
+    cv: CVSettings = Field(default_factory=CVSettings)
     threshold: ThresholdSettings = Field(default_factory=ThresholdSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
