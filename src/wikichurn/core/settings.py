@@ -96,6 +96,13 @@ class PipelineSettings(BaseModel):
     bronze_batch_files: int = Field(default=2000, ge=1)
 
 
+class WarehouseSettings(BaseModel):
+    """``wikichurn warehouse export``: the PostgreSQL database (Redshift-style DDL) the gold tables go to."""
+
+    url: str | None = Field(default=None, description="postgresql://user:password@host:5432/db")
+    db_schema: str = Field(default="wikichurn", min_length=1, description="schema the tables are created in")
+
+
 class ChurnSettings(BaseModel):
     """The churn definition: churn on day t if, within ``horizon_days``, daily views fall to
     ``factor`` x the mean of the ``window_days`` days before t."""
@@ -281,6 +288,7 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
