@@ -33,7 +33,7 @@ def calendars(draw: st.DrawFn) -> tuple[list[date], int, CVSettings]:
     return days, gap, cv
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(calendars())
 def test_no_training_label_window_reaches_a_validation_date(case: tuple[list[date], int, CVSettings]) -> None:
     days, gap, cv = case
