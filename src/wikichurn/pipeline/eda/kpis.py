@@ -12,15 +12,13 @@ from typing import TYPE_CHECKING, Literal
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
+from wikichurn.pipeline.compat import iso_dayofweek
+from wikichurn.pipeline.lakehouse.frames import domain_spine
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 Period = Literal["week", "month"]
-
-
-def iso_dayofweek(date_col: str | Column) -> Column:
-    """ISO day of week, Monday = 1 .. Sunday = 7 (from ``dayofweek``: Sail's ``weekday`` is off)."""
-    return (F.dayofweek(date_col) + 5) % 7 + 1
 
 
 def period_start(date_col: str, period: Period) -> Column:
@@ -55,15 +53,7 @@ def dense_domain_days(gold: DataFrame, calendar: DataFrame) -> DataFrame:
         ``domain_code``, ``event_date``, ``count_views`` (0 when the domain has no gold row that
         day), ``present`` (it has a gold row).
     """
-    end = calendar.agg(F.max("event_date").alias("calendar_end"))
-    first = (
-        gold.where(F.col("count_views") > 0)
-        .groupBy("domain_code")
-        .agg(F.min("event_date").alias("first_seen"))
-        .crossJoin(end)
-        .where(F.col("first_seen") <= F.col("calendar_end"))
-    )
-    spine = first.select("domain_code", F.explode(F.sequence("first_seen", "calendar_end")).alias("event_date"))
+    spine = domain_spine(gold, calendar)
     views = gold.select("domain_code", "event_date", F.col("count_views").alias("_views"))
     return spine.join(views, ["domain_code", "event_date"], "left").select(
         "domain_code",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from wikichurn.pipeline.eda.kpis import iso_dayofweek
+from wikichurn.pipeline.compat import iso_dayofweek, window_stddev
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -76,13 +76,7 @@ def with_spikes(domain_days: DataFrame, rule: SpikeRule = SpikeRule()) -> DataFr
     v = F.col("count_views").cast("double")
     n = F.count(v).over(trailing)
     mean = F.avg(v).over(trailing)
-    # Sail 0.7.2 may answer NaN for the sample deviation of a constant window; Spark answers 0.
-    constant = F.max(v).over(trailing) == F.min(v).over(trailing)
-    std = (
-        F.when(n < 2, F.lit(None))
-        .when(constant, F.lit(0.0))
-        .otherwise(F.nanvl(F.stddev_samp(v).over(trailing), F.lit(0.0)))
-    )
+    std = window_stddev(v, trailing)
     framed = domain_days.withColumns({"_n": n, "baseline_mean": mean, "baseline_std": std})
     scale = F.col("baseline_std")
     if rule.poisson_floor:

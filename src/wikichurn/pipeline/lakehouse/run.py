@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from wikichurn.core.layout import parse_file_time
 from wikichurn.core.storage import RawStore, StoredFile, open_store
+from wikichurn.pipeline import compat
 from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse.bronze import build_bronze, is_raw_key
 from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, run_features
@@ -208,11 +209,9 @@ def _update_silver_and_gold(lake: Lake, result: PipelineResult) -> None:
     for table in (tables.SILVER_CLEAN, tables.SILVER_QUARANTINE):
         lake.delete_where(table, pending_filter)
 
-    # Parse once into scratch parquet, then split: engines without caching (Sail) would
-    # otherwise run the parse, regexes and duplicate window twice, once per output table.
+    # Parse once, then split: without it the parse, regexes and duplicate window run once per table.
     scratch = f"silver-{result.run_id}"
-    parse_bronze(pending).select(*PARSED_COLUMNS).write.mode("overwrite").parquet(lake.scratch_path(scratch))
-    parsed = lake.spark.read.parquet(lake.scratch_path(scratch))
+    parsed = compat.materialize(parse_bronze(pending).select(*PARSED_COLUMNS), lake.scratch_path(scratch))
     lake.append(clean_rows(parsed), tables.SILVER_CLEAN, partition_by=["event_date"])
     log.info("silver: clean rows appended")
     lake.append(quarantined_rows(parsed), tables.SILVER_QUARANTINE)
