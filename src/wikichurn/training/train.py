@@ -312,7 +312,7 @@ def cli_settings(
     lake_uri: str = "", trials: int = 0, metric: str = "", experiment: str = "", model_name: str = ""
 ) -> tuple[TrainingSettings, Settings]:
     """Settings from files and environment, with non-empty command-line values on top."""
-    from wikichurn.core.settings import Settings, get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.training.config import load_training_settings
 
     overrides: dict[str, Any] = {}
@@ -327,7 +327,7 @@ def cli_settings(
         overrides["experiment_name"] = experiment
     if model_name:
         overrides["model_name"] = model_name
-    settings = Settings(lake_uri=lake_uri) if lake_uri else get_settings()
+    settings = load_settings(**({"lake_uri": lake_uri} if lake_uri else {}))
     return load_training_settings(**overrides), settings
 
 
