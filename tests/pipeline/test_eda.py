@@ -17,7 +17,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from tests.pipeline.test_pipeline_run import write_raw
+from tests.utils.raw import write_raw
 from wikichurn.core.churn import compute_domain_frame, parse_domain_code
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.eda import kpis, plots, quirks, results
@@ -132,7 +132,11 @@ def test_daily_views_active_domains_and_hhi(built: Built) -> None:
         assert row["total_views"] == total
         assert row["active_domains"] == len(counts)
         assert row["hhi"] == pytest.approx(sum((c / total) ** 2 for c in counts))
-        assert row["diversity"] == pytest.approx(1 - row["hhi"])
+        # Diversity as the chance that two views drawn at random belong to different domains.
+        shares = [c / total for c in counts]
+        different = sum(a * b for i, a in enumerate(shares) for j, b in enumerate(shares) if i != j)
+        assert row["diversity"] == pytest.approx(different)
+        assert row["top10_share"] == pytest.approx(sum(sorted(counts)[-10:]) / total)
     # Day 4 (Friday): fr.d absent; en 2400, de 2400, sp 120, es.m 480, col 1200.
     assert daily[day(4)]["active_domains"] == 5
     assert daily[day(4)]["hhi"] == pytest.approx((2 * 2400**2 + 120**2 + 480**2 + 1200**2) / 6600**2)

@@ -15,6 +15,7 @@ from deltalake import DeltaTable
 from mlflow import MlflowClient
 from sklearn.metrics import average_precision_score
 
+from tests.utils.training import E2E_EXPERIMENT, E2E_MODEL
 from wikichurn.core.churn import FEATURE_COLUMNS, LABEL_ONLY_COLUMNS, SEED_FEATURES
 from wikichurn.core.settings import Settings
 from wikichurn.training.main import MainResult
@@ -31,7 +32,8 @@ from wikichurn.training.tracking import (
     download_run_artifacts,
 )
 
-from .conftest import E2E_EXPERIMENT, E2E_MODEL
+# A pipeline run, a tuned training with SHAP and a registration on a real MLflow server: minutes.
+pytestmark = pytest.mark.slow
 
 FIGURES = {
     "roc_curve.png",
