@@ -166,20 +166,20 @@ def _collect(
 ) -> EdaFrames:
     import pandas as pd
 
-    daily = lake.read(GOLD_KPIS_DAILY).orderBy("event_date").toPandas()
-    domains = lake.read(GOLD_KPIS_DOMAIN).toPandas().sort_values("total_views", ascending=False, ignore_index=True)
-    spikes = lake.read(GOLD_QUALITY_SPIKES).toPandas()
+    daily = _pandas(lake.read(GOLD_KPIS_DAILY).orderBy("event_date"))
+    domains = _pandas(lake.read(GOLD_KPIS_DOMAIN)).sort_values("total_views", ascending=False, ignore_index=True)
+    spikes = _pandas(lake.read(GOLD_QUALITY_SPIKES))
     top = domains["domain_code"].head(5).tolist()
 
     def period(table: str, key: str) -> pd.DataFrame:
         wanted = (F.col("level") == "total") | F.col("domain_code").isin(top) if top else F.col("level") == "total"
-        return lake.read(table).where(wanted).orderBy(key).toPandas()
+        return _pandas(lake.read(table).where(wanted).orderBy(key))
 
     seasonality_df = weekday_seasonality(gold, meta, completeness)
-    seasonality = seasonality_df.toPandas().sort_values(["access", "dayofweek"], ignore_index=True)
-    weekend = weekend_ratio(seasonality_df).toPandas()
+    seasonality = _pandas(seasonality_df).sort_values(["access", "dayofweek"], ignore_index=True)
+    weekend = _pandas(weekend_ratio(seasonality_df))
     if features is not None:
-        churn_family = churn_rate_by_family(features).toPandas().sort_values("labelled_rows", ascending=False)
+        churn_family = _pandas(churn_rate_by_family(features)).sort_values("labelled_rows", ascending=False)
     else:
         churn_family = pd.DataFrame(columns=["project_family", "churn_base_rate", "labelled_rows", "churn_positives"])
 
@@ -188,9 +188,11 @@ def _collect(
     with_spike = domains[domains["spike_count"] > 0]["domain_code"].head(4).tolist()
     shown = with_spike or domains["domain_code"].head(4).tolist()
     series = (
-        with_spikes(dense_domain_days(gold.where(F.col("domain_code").isin(shown)), calendar), spike_rule)
-        .select("domain_code", "event_date", "count_views", "baseline_mean", "spike_threshold", "is_spike")
-        .toPandas()
+        _pandas(
+            with_spikes(dense_domain_days(gold.where(F.col("domain_code").isin(shown)), calendar), spike_rule).select(
+                "domain_code", "event_date", "count_views", "baseline_mean", "spike_threshold", "is_spike"
+            )
+        )
         if shown
         else pd.DataFrame(columns=["domain_code", "event_date", "count_views"])
     )
@@ -207,6 +209,11 @@ def _collect(
         spike_series=series.sort_values(["domain_code", "event_date"], ignore_index=True),
         top_domains=top,
     )
+
+
+def _pandas(frame: DataFrame) -> pd.DataFrame:
+    # pyspark annotates toPandas() with a protocol that has none of pandas' methods.
+    return frame.toPandas()
 
 
 def _headline(

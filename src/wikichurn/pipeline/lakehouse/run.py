@@ -187,7 +187,7 @@ def _last_watermark(lake: Lake) -> datetime | None:
     if not lake.exists(tables.SILVER_DQ_REPORTS):
         return None
     value = lake.read(tables.SILVER_DQ_REPORTS).agg(F.max("bronze_watermark")).collect()[0][0]
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _after(column: str, watermark: datetime | None) -> str:
