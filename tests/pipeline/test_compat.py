@@ -100,14 +100,6 @@ def test_canary_sail_cache_is_a_no_op(spark: SparkSession, tmp_path: Path) -> No
     assert sorted(r["v"] for r in cached.collect()) == [10, 20]
 
 
-def test_materialize_computes_the_frame_once(spark: SparkSession, tmp_path: Path) -> None:
-    source = tmp_path / "source"
-    _parquet_source(spark, source, [1, 2, 3])
-    kept = compat.materialize(spark.read.parquet(str(source)), str(tmp_path / "scratch"))
-    _parquet_source(spark, source, [10, 20])
-    assert sorted(r["v"] for r in kept.collect()) == [1, 2, 3]
-
-
 def test_canary_sail_percentile_approx_interpolates(spark: SparkSession) -> None:
     # Why compat says "do not use percentile_approx": Spark answers 2.0 (a value of the data).
     frame = spark.createDataFrame([(float(v),) for v in (1, 2, 3, 4)], "v double")

@@ -14,12 +14,13 @@ Known and handled:
   non-zero number (its running sums retract values; Spark answers 0.0)      -> :func:`window_stddev`
 - the ``binaryFile`` source returns one file twice when given more than
   ~100 paths                                                                -> :func:`distinct_files`
-- ``DataFrame.cache()`` is a no-op (each action re-runs the whole plan)     -> :func:`materialize`
 
 Known, and nothing here needs a work-around:
 
 - ``percentile_approx`` interpolates between values (Spark returns a value of the data): the code
   uses ``median`` / ``percentile``, which interpolate on both engines. Do not use ``percentile_approx``.
+- ``DataFrame.cache()`` is a no-op (each action runs the whole plan again) and join hints are
+  ignored: nothing relies on them (silver runs its cheap plan once per output table).
 - ``replaceWhere`` does not check its predicate: the lake uses ``MERGE INTO`` / ``DELETE FROM``.
 - ``input_file_name()`` and ``_metadata.file_path`` are missing: bronze reads ``binaryFile``,
   whose ``path`` column carries the file name.
@@ -70,14 +71,3 @@ def distinct_files(files: DataFrame) -> DataFrame:
     paths. A file is one row, so dropping repeated paths is exact (and a no-op on Spark).
     """
     return files.dropDuplicates(["path"])
-
-
-def materialize(frame: DataFrame, scratch_uri: str) -> DataFrame:
-    """``frame`` computed once: written as parquet to ``scratch_uri`` and read back from there.
-
-    Sail 0.7.2 ignores ``DataFrame.cache()``: every action on a cached frame runs its whole plan
-    again, so a frame used by two writes would be parsed twice. Writing it out is what ``cache()``
-    would save, on every engine. The caller owns ``scratch_uri`` and deletes it when done.
-    """
-    frame.write.mode("overwrite").parquet(scratch_uri)
-    return frame.sparkSession.read.parquet(scratch_uri)
