@@ -29,6 +29,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts deploy
 	$(BIN)/ruff format --check src tests benchmarks scripts deploy
+	$(BIN)/mypy
 
 # The AWS Lambda deployment zip of the ingestion handler (deploy/lambda/template.yaml deploys it).
 lambda-zip: $(STAMP)

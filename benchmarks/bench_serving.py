@@ -72,7 +72,7 @@ def _prepare(workdir: Path, name: str, alias: str, rounds: int) -> tuple[str, Pa
 
     if str(ROOT) not in sys.path:  # the synthetic model of the test suite (tests/ is not installed)
         sys.path.insert(0, str(ROOT))
-    from tests.serving.conftest import feature_frame, synthetic_histories, train_model, write_snapshot
+    from tests.utils.serving import feature_frame, synthetic_histories, train_model, write_snapshot
     from wikichurn.training.model import log_churn_model, model_input_example, write_model_dir
 
     uri = f"sqlite:///{workdir / 'mlflow.db'}"

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from tests.pipeline.test_pipeline_run import full_day, write_raw
+from tests.utils.raw import full_day, write_raw
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES

@@ -17,11 +17,14 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from tests.pipeline.test_pipeline_run import write_raw
+from tests.utils.raw import write_raw
 from wikichurn.core.churn import compute_domain_frame, parse_domain_code
 from wikichurn.core.settings import Settings
-from wikichurn.pipeline.eda import report as eda
-from wikichurn.pipeline.eda.report import EdaResult, SpikeRule, run_eda
+from wikichurn.pipeline.eda import kpis, plots, quirks, results
+from wikichurn.pipeline.eda.quirks import SpikeRule
+from wikichurn.pipeline.eda.report import run_eda
+from wikichurn.pipeline.eda.results import EdaResult
+from wikichurn.pipeline.lakehouse.features import domain_metadata
 from wikichurn.pipeline.lakehouse.run import run_pipeline
 
 # MLflow's SQL store trips a SQLAlchemy deprecation warning on first use.
@@ -113,7 +116,7 @@ def by_date(rows: list[dict]) -> dict[date, dict]:
 
 
 def test_daily_views_active_domains_and_hhi(built: Built) -> None:
-    daily = by_date(built.table(eda.GOLD_KPIS_DAILY))
+    daily = by_date(built.table(results.GOLD_KPIS_DAILY))
     views = expected_daily()
     assert sorted(daily) == [day(t) for t in range(DAYS)]
     # Day 0: en and de only, 2,400 views each -> shares 1/2, 1/2.
@@ -129,7 +132,11 @@ def test_daily_views_active_domains_and_hhi(built: Built) -> None:
         assert row["total_views"] == total
         assert row["active_domains"] == len(counts)
         assert row["hhi"] == pytest.approx(sum((c / total) ** 2 for c in counts))
-        assert row["diversity"] == pytest.approx(1 - row["hhi"])
+        # Diversity as the chance that two views drawn at random belong to different domains.
+        shares = [c / total for c in counts]
+        different = sum(a * b for i, a in enumerate(shares) for j, b in enumerate(shares) if i != j)
+        assert row["diversity"] == pytest.approx(different)
+        assert row["top10_share"] == pytest.approx(sum(sorted(counts)[-10:]) / total)
     # Day 4 (Friday): fr.d absent; en 2400, de 2400, sp 120, es.m 480, col 1200.
     assert daily[day(4)]["active_domains"] == 5
     assert daily[day(4)]["hhi"] == pytest.approx((2 * 2400**2 + 120**2 + 480**2 + 1200**2) / 6600**2)
@@ -148,7 +155,7 @@ def expected_streaks() -> dict[str, dict[date, int]]:
 
 
 def test_streaks_missing_and_zero_days_per_domain(built: Built) -> None:
-    domains = {r["domain_code"]: r for r in built.table(eda.GOLD_KPIS_DOMAIN)}
+    domains = {r["domain_code"]: r for r in built.table(results.GOLD_KPIS_DOMAIN)}
     assert set(domains) == set(CODES)
     fr = domains["fr.d"]
     # fr.d: days 1-3 on, 4-5 absent, 7 an explicit zero, 6 and 8-20 on.
@@ -165,7 +172,7 @@ def test_streaks_missing_and_zero_days_per_domain(built: Built) -> None:
 
     # Mean and median current streak over the domains active each day, against plain Python.
     streaks = expected_streaks()
-    daily = by_date(built.table(eda.GOLD_KPIS_DAILY))
+    daily = by_date(built.table(results.GOLD_KPIS_DAILY))
     for t in range(DAYS):
         active = [s[day(t)] for s in streaks.values() if s.get(day(t), 0) > 0]
         assert daily[day(t)]["mean_streak"] == pytest.approx(statistics.mean(active))
@@ -175,7 +182,7 @@ def test_streaks_missing_and_zero_days_per_domain(built: Built) -> None:
 
 
 def test_planted_spike_found_and_nothing_on_flat_or_weekly_series(built: Built) -> None:
-    spikes = built.table(eda.GOLD_QUALITY_SPIKES)
+    spikes = built.table(results.GOLD_QUALITY_SPIKES)
     assert [(r["domain_code"], r["event_date"]) for r in spikes] == [("sp", day(SPIKE_T))]
     spike = spikes[0]
     # Ten flat days of 120 before it: sd 0, floored at the Poisson noise sqrt(120).
@@ -184,12 +191,12 @@ def test_planted_spike_found_and_nothing_on_flat_or_weekly_series(built: Built) 
     assert spike["spike_threshold"] == pytest.approx(120 + 3 * math.sqrt(120))
     assert spike["ratio_to_baseline"] == pytest.approx(10.0)
     assert spike["excess_views"] == pytest.approx(1080.0)
-    domains = {r["domain_code"]: r["spike_count"] for r in built.table(eda.GOLD_KPIS_DOMAIN)}
+    domains = {r["domain_code"]: r["spike_count"] for r in built.table(results.GOLD_KPIS_DOMAIN)}
     assert domains == {"en": 0, "de": 0, "fr.d": 0, "sp": 1, "es.m": 0, "col": 0}
 
 
 def test_hourly_completeness_flags_the_short_date(built: Built) -> None:
-    daily = by_date(built.table(eda.GOLD_KPIS_DAILY))
+    daily = by_date(built.table(results.GOLD_KPIS_DAILY))
     assert {d for d, r in daily.items() if r["incomplete"]} == {day(INCOMPLETE_T)}
     assert daily[day(INCOMPLETE_T)]["hours_present"] == 20
     assert {r["hours_present"] for d, r in daily.items() if d != day(INCOMPLETE_T)} == {24}
@@ -199,7 +206,7 @@ def test_hourly_completeness_flags_the_short_date(built: Built) -> None:
 def test_weekly_and_monthly_sums_equal_daily_sums(built: Built) -> None:
     views = expected_daily()
     grand = sum(sum(series.values()) for series in views.values())
-    for table, key in ((eda.GOLD_KPIS_WEEKLY, "week_start"), (eda.GOLD_KPIS_MONTHLY, "month_start")):
+    for table, key in ((results.GOLD_KPIS_WEEKLY, "week_start"), (results.GOLD_KPIS_MONTHLY, "month_start")):
         rows = built.table(table)
         totals = [r for r in rows if r["level"] == "total"]
         assert all(r["domain_code"] is None for r in totals)
@@ -222,12 +229,12 @@ def test_weekly_and_monthly_sums_equal_daily_sums(built: Built) -> None:
 
 
 def test_weekday_means_by_access_over_complete_dates(built: Built, spark: SparkSession) -> None:
-    frames = eda.weekday_seasonality(
+    frames = quirks.weekday_seasonality(
         spark.createDataFrame(
             [(c, v, 24, d) for c, s in expected_daily().items() for d, v in s.items()],
             "domain_code string, count_views long, hours_present int, event_date date",
         ),
-        eda.domain_metadata(spark, list(CODES)),
+        domain_metadata(spark, list(CODES)),
         spark.createDataFrame(
             [(day(t), 20 if t == INCOMPLETE_T else 24, t == INCOMPLETE_T) for t in range(DAYS)],
             "event_date date, hours_present int, incomplete boolean",
@@ -250,7 +257,7 @@ def test_weekday_means_by_access_over_complete_dates(built: Built, spark: SparkS
             ]
             assert got[(access, dow)][0] == pytest.approx(statistics.mean(totals)), (access, dow)
 
-    ratios = {r["access"]: r["weekend_weekday_ratio"] for r in eda.weekend_ratio(frames).collect()}
+    ratios = {r["access"]: r["weekend_weekday_ratio"] for r in quirks.weekend_ratio(frames).collect()}
     assert ratios["mobile"] == pytest.approx(2.0)
     assert built.result.weekend_weekday_ratio == pytest.approx(ratios["all"])
 
@@ -270,7 +277,7 @@ def test_churn_base_rate_over_time_and_by_family(built: Built) -> None:
     everything = [c for cs in labelled.values() for c in cs]
     assert len(everything) > 10 and 0 < sum(everything) < len(everything)  # col's collapse is in it
 
-    daily = by_date(built.table(eda.GOLD_KPIS_DAILY))
+    daily = by_date(built.table(results.GOLD_KPIS_DAILY))
     for d, row in daily.items():
         if d in labelled:
             assert row["churn_base_rate"] == pytest.approx(statistics.mean(labelled[d]))
@@ -282,13 +289,13 @@ def test_churn_base_rate_over_time_and_by_family(built: Built) -> None:
     report = built.result.report.read_text()
     for family, churns in families.items():
         assert f"<td>{family}</td><td>{statistics.mean(churns):.1%}</td>" in report
-    domains = {r["domain_code"]: r for r in built.table(eda.GOLD_KPIS_DOMAIN)}
+    domains = {r["domain_code"]: r for r in built.table(results.GOLD_KPIS_DOMAIN)}
     assert domains["col"]["churn_base_rate"] == pytest.approx(1.0)
 
 
 def test_report_embeds_every_plot_and_every_png_is_real(built: Built) -> None:
     result = built.result
-    assert set(result.plots) == set(eda.PLOT_FILES)
+    assert set(result.plots) == set(plots.PLOT_FILES)
     for path in result.plots.values():
         data = path.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, path
@@ -300,11 +307,11 @@ def test_report_embeds_every_plot_and_every_png_is_real(built: Built) -> None:
     assert "2024-01-31" in page and "Incomplete dates" in page  # the quirk tables
     assert "<td>sp</td><td>2024-01-26</td>" in page
     assert result.tables == {
-        eda.GOLD_KPIS_DAILY: DAYS,
-        eda.GOLD_KPIS_DOMAIN: len(CODES),
-        eda.GOLD_KPIS_WEEKLY: len(built.table(eda.GOLD_KPIS_WEEKLY)),
-        eda.GOLD_KPIS_MONTHLY: len(built.table(eda.GOLD_KPIS_MONTHLY)),
-        eda.GOLD_QUALITY_SPIKES: 1,
+        results.GOLD_KPIS_DAILY: DAYS,
+        results.GOLD_KPIS_DOMAIN: len(CODES),
+        results.GOLD_KPIS_WEEKLY: len(built.table(results.GOLD_KPIS_WEEKLY)),
+        results.GOLD_KPIS_MONTHLY: len(built.table(results.GOLD_KPIS_MONTHLY)),
+        results.GOLD_QUALITY_SPIKES: 1,
     }
     assert result.median_hhi is not None and 0 < result.median_hhi < 1
     text = result.describe()
@@ -317,21 +324,21 @@ def test_report_and_plots_are_logged_to_mlflow(built: Built) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=built.settings.mlflow_tracking_uri)
-    experiment = client.get_experiment_by_name(eda.EDA_EXPERIMENT)
+    experiment = client.get_experiment_by_name(results.EDA_EXPERIMENT)
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     assert [r.info.run_id for r in runs] == [built.result.mlflow_run_id]
     run = runs[0]
-    assert run.info.run_name == eda.EDA_RUN_NAME and run.info.status == "FINISHED"
+    assert run.info.run_name == results.EDA_RUN_NAME and run.info.status == "FINISHED"
     assert run.data.metrics["churn_base_rate"] == pytest.approx(built.result.churn_base_rate)
     assert run.data.metrics["incomplete_dates"] == 1.0
     assert run.data.metrics["median_hhi"] == pytest.approx(built.result.median_hhi)
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert top == {eda.REPORT_NAME, eda.PLOTS_FOLDER}
-    plots = {a.path for a in client.list_artifacts(run.info.run_id, eda.PLOTS_FOLDER)}
-    assert plots == {f"{eda.PLOTS_FOLDER}/{name}" for name in eda.PLOT_FILES.values()}
+    assert top == {results.REPORT_NAME, results.PLOTS_FOLDER}
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, results.PLOTS_FOLDER)}
+    assert logged == {f"{results.PLOTS_FOLDER}/{name}" for name in plots.PLOT_FILES.values()}
     # The artifacts are real files under the artifact root the test chose.
-    stored = list((built.tmp / "mlartifacts").rglob(eda.REPORT_NAME))
+    stored = list((built.tmp / "mlartifacts").rglob(results.REPORT_NAME))
     assert len(stored) == 1 and stored[0].read_bytes() == built.result.report.read_bytes()
 
 
@@ -350,13 +357,13 @@ def test_tiny_lake_without_labels_or_mlflow(
 
     assert result.mlflow_run_id is None
     assert result.churn_base_rate is None and result.labelled_rows == 0 and result.spikes == 0
-    daily = by_date(DeltaTable(f"{lake_settings.lake_uri}/{eda.GOLD_KPIS_DAILY}").to_pyarrow_table().to_pylist())
+    daily = by_date(DeltaTable(f"{lake_settings.lake_uri}/{results.GOLD_KPIS_DAILY}").to_pyarrow_table().to_pylist())
     gap = daily[date(2024, 1, 2)]
     assert (gap["hours_present"], gap["incomplete"], gap["total_views"], gap["hhi"]) == (0, True, 0, None)
     assert result.incomplete_dates == 3 and result.dates == 3
     domains = {
         r["domain_code"]: r
-        for r in DeltaTable(f"{lake_settings.lake_uri}/{eda.GOLD_KPIS_DOMAIN}").to_pyarrow_table().to_pylist()
+        for r in DeltaTable(f"{lake_settings.lake_uri}/{results.GOLD_KPIS_DOMAIN}").to_pyarrow_table().to_pylist()
     }
     assert (domains["de.m"]["missing_days"], domains["de.m"]["current_streak"]) == (2, 0)
     assert (domains["en"]["missing_days"], domains["en"]["current_streak"]) == (1, 1)
@@ -368,12 +375,12 @@ def test_flat_series_has_zero_deviation_and_no_spike(spark: SparkSession) -> Non
     rows = [("flat", 1_000_000, 24, START + timedelta(days=t)) for t in range(40)]
     rows += [("tiny", 1 if t != 30 else 2, 24, START + timedelta(days=t)) for t in range(40)]
     gold = spark.createDataFrame(rows, "domain_code string, count_views long, hours_present int, event_date date")
-    calendar = eda.lake_calendar(gold)
-    got = eda.with_spikes(eda.dense_domain_days(gold, calendar), SpikeRule()).collect()
+    calendar = kpis.lake_calendar(gold)
+    got = quirks.with_spikes(kpis.dense_domain_days(gold, calendar), SpikeRule()).collect()
     assert not any(r["is_spike"] for r in got)  # `tiny` doubling from 1 to 2 is within Poisson noise
     stds = [r["baseline_std"] for r in got if r["domain_code"] == "flat" and r["baseline_std"] is not None]
     assert stds and all(s == 0.0 for s in stds)  # 0, not NaN, on a constant window
-    without_floor = eda.with_spikes(eda.dense_domain_days(gold, calendar), SpikeRule(poisson_floor=False))
+    without_floor = quirks.with_spikes(kpis.dense_domain_days(gold, calendar), SpikeRule(poisson_floor=False))
     assert [(r["domain_code"], r["event_date"]) for r in without_floor.where("is_spike").collect()] == [
         ("tiny", START + timedelta(days=30))
     ]

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from tests.fixtures.s3 import S3Server
-from tests.pipeline.test_ingest import FakeDumps, hourly_names, serve_dumps
+from tests.utils.dumps import FakeDumps, hourly_names, serve_dumps
 from wikichurn.core import layout
 from wikichurn.core.settings import IngestSettings, S3Settings, Settings
 from wikichurn.core.storage import open_store

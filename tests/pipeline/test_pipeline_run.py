@@ -9,25 +9,12 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from tests.utils.raw import full_day, write_raw
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse import steps as steps_module
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.run import PipelineResult, run_pipeline
-
-
-def write_raw(settings: Settings, name: str, lines: list[str]) -> str:
-    """Land a raw file the way ingestion does and return its key."""
-    key = f"{name[13:17]}/{name[13:17]}-{name[17:19]}/{name}"
-    target = Path(settings.raw_uri) / key
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("".join(line + "\n" for line in lines))
-    return key
-
-
-def full_day(settings: Settings, day: str, views: dict[str, int], hours: range = range(24)) -> None:
-    for hour in hours:
-        write_raw(settings, f"projectviews-{day}-{hour:02d}0000", [f"{d} - {v} 0" for d, v in sorted(views.items())])
 
 
 def gold_rows(settings: Settings) -> dict[tuple[str, date], tuple[int, int]]:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import AS_OF, MODEL_NAME, SNAPSHOT_DOMAINS, Registry, history_payload
+from tests.utils.serving import AS_OF, MODEL_NAME, SNAPSHOT_DOMAINS, Registry, history_payload
 from wikichurn.core.churn import FEATURE_COLUMNS
 from wikichurn.training.model import ChurnScorer, model_input_example
 
@@ -266,7 +266,7 @@ def test_unexpected_error_is_500_json_with_request_id(client: TestClient, monkey
 
 
 def test_oversized_body_is_413_before_parsing(snapshot: Path, tmp_path: Path) -> None:
-    from tests.serving.conftest import CHURN, serving_settings
+    from tests.utils.serving import CHURN, serving_settings
     from wikichurn.serving.main import create_app
 
     app = create_app(serving_settings(snapshot, tmp_path, max_body_bytes=4096), churn=CHURN)

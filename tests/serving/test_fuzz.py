@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
-from tests.serving.conftest import CHURN, Registry, serving_settings
+from tests.utils.serving import CHURN, Registry, serving_settings
 from wikichurn.serving.main import create_app
 
 pytestmark = pytest.mark.slow

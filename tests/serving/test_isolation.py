@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.serving.conftest import Registry
+from tests.utils.serving import Registry
 
 SERVE_AND_REPORT = """
 import json, sys

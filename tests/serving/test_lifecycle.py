@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import (
+from tests.utils.serving import (
     CHURN,
     SNAPSHOT_DOMAINS,
     Registry,

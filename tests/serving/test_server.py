@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import Registry, free_port
+from tests.utils.serving import Registry, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import AS_OF, CHURN, Registry, serving_settings, write_snapshot
+from tests.utils.serving import AS_OF, CHURN, Registry, serving_settings, write_snapshot
 from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS
 from wikichurn.serving.main import create_app
 from wikichurn.serving.snapshot import load_snapshot

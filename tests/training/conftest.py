@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, timedelta
-from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
+from tests.utils.training import E2E_EXPERIMENT, E2E_MODEL, training_settings
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.lakehouse.run import run_pipeline
 from wikichurn.sim.simulate import simulate
-from wikichurn.training.config import TrainingSettings, load_training_settings
 from wikichurn.training.main import MainResult, run_main
 from wikichurn.training.server import TrackingServer, tracking_server
 
@@ -27,8 +26,6 @@ SIM_START = date(2024, 1, 1)
 SIM_DAYS = 45
 SIM_DOMAINS = 60
 SIM_SEED = 12
-E2E_EXPERIMENT = "e2e"
-E2E_MODEL = "wikichurn"
 
 
 @pytest.fixture(scope="session")
@@ -36,17 +33,6 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracking
     """A local MLflow tracking server for the session."""
     with tracking_server(tmp_path_factory.mktemp("mlflow")) as server:
         yield server
-
-
-def training_settings(server: TrackingServer, **overrides: Any) -> TrainingSettings:
-    """Small, fast training settings pointed at ``server``."""
-    defaults: dict[str, Any] = {
-        "tracking_uri": server.url,
-        "tuning": {"trials": 3},
-        "num_threads": 1,  # OpenMP threads spin against busy neighbours: 1 thread is far faster on shared CI
-        "evaluation": {"shap_sample_rows": 300},
-    }
-    return load_training_settings(**{**defaults, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,10 @@ import pytest
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
+from tests.utils.training import training_settings
 from wikichurn.sim.replay import replay
 from wikichurn.training.backtest import known_at, lake_from_mirror, monthly_windows, run_backtest
 from wikichurn.training.server import TrackingServer
-
-from .conftest import training_settings
 
 REAL = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "real"
 # Small, noisy wikis: their collapses give both classes in every fold of this short period.

@@ -26,6 +26,7 @@ from mlflow import MlflowClient
 from mlflow.projects._project_spec import load_project
 from typer.testing import CliRunner
 
+from tests.utils.training import E2E_MODEL
 from wikichurn.core.churn import FEATURE_COLUMNS
 from wikichurn.core.settings import Settings
 from wikichurn.training.evaluate import app as evaluate_app
@@ -34,8 +35,6 @@ from wikichurn.training.model import ChurnScorer, download_model
 from wikichurn.training.register import app as register_app
 from wikichurn.training.server import TrackingServer, free_port
 from wikichurn.training.tracking import ROLE_TUNED, TAG_MODEL_URI, TAG_ROLE, TAG_TRAINING_ID, download_run_artifacts
-
-from .conftest import E2E_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

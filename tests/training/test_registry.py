@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from tests.utils.training import training_settings
 from wikichurn.training.config import TrainingSettings
 from wikichurn.training.metrics import metric_spec
 from wikichurn.training.model import (
@@ -30,8 +31,6 @@ from wikichurn.training.model import (
 from wikichurn.training.register import decide_promotion, register_and_promote
 from wikichurn.training.server import TrackingServer
 from wikichurn.training.tracking import ROLE_SEED, TAG_MODEL_URI, configure_tracking
-
-from .conftest import training_settings
 
 PR_AUC = metric_spec("pr_auc")
 

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 from sklearn.metrics import average_precision_score
 
+from tests.utils.training import E2E_EXPERIMENT, E2E_MODEL
 from wikichurn.core.churn import FEATURE_COLUMNS, LABEL_ONLY_COLUMNS, SEED_FEATURES
 from wikichurn.core.settings import Settings
 from wikichurn.training.data import load_feature_data
@@ -35,7 +36,8 @@ from wikichurn.training.tracking import (
 )
 from wikichurn.training.tuning import fit_rounds
 
-from .conftest import E2E_EXPERIMENT, E2E_MODEL
+# A pipeline run, a tuned training with SHAP and a registration on a real MLflow server: minutes.
+pytestmark = pytest.mark.slow
 
 FIGURES = {
     "roc_curve.png",

@@ -124,10 +124,10 @@ def ingest(
     dest: Annotated[str | None, typer.Option(help="raw folder or s3://bucket/prefix (default: settings)")] = None,
 ) -> None:
     """Land projectviews files from the dumps site into raw storage (idempotent)."""
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.pipeline.ingest.land import ingest as run_ingest
 
-    settings = get_settings()
+    settings = load_settings()
     first = start.date() if start else _yesterday()
     last = end.date() if end else first
     summary = run_ingest(source or settings.source_url, dest or settings.raw_uri, first, last, settings, progress=True)
@@ -142,11 +142,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON 
 @pipeline_app.command("run")
 def pipeline_run(as_json: JsonOpt = False) -> None:
     """Run bronze -> silver -> gold incrementally and print a per-table summary."""
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.pipeline.lakehouse.run import run_pipeline
     from wikichurn.pipeline.spark import build_spark
 
-    settings = get_settings()
+    settings = load_settings()
     with build_spark(settings) as spark:
         result = run_pipeline(spark, settings)
     if as_json:
@@ -164,11 +164,11 @@ def _features_default(ctx: typer.Context) -> None:
 @features_app.command("build")
 def features_build() -> None:
     """Rebuild gold_churn_features (labels + leak-free features) from the gold tables."""
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.pipeline.lakehouse.features import run_features
     from wikichurn.pipeline.spark import build_spark
 
-    settings = get_settings()
+    settings = load_settings()
     with build_spark(settings) as spark:
         console.print(run_features(spark, settings).describe())
 
@@ -178,11 +178,11 @@ def features_export(
     out: Annotated[Path | None, typer.Option(help="parquet file (default: serving.snapshot_path)")] = None,
 ) -> None:
     """Export the latest complete day of features for the scoring service."""
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.pipeline.lakehouse.features import export_snapshot
     from wikichurn.pipeline.spark import build_spark
 
-    settings = get_settings()
+    settings = load_settings()
     with build_spark(settings) as spark:
         result = export_snapshot(spark, settings, out or Path(settings.serving.snapshot_path))
     console.print(result.describe())
@@ -194,11 +194,11 @@ def warehouse_export(
     as_json: JsonOpt = False,
 ) -> None:
     """Load gold_daily_projectviews, the features and the KPI tables into PostgreSQL (COPY, upsert by key)."""
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.pipeline.spark import build_spark
     from wikichurn.pipeline.warehouse import WarehouseError, export_warehouse
 
-    settings = get_settings()
+    settings = load_settings()
     try:
         with build_spark(settings) as spark:
             result = export_warehouse(spark, settings, url)
@@ -214,11 +214,11 @@ def eda(
     as_json: JsonOpt = False,
 ) -> None:
     """Explore the lake: KPI tables (gold_kpis_*), plots and one HTML report; logged to MLflow if configured."""
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.pipeline.eda.report import run_eda
     from wikichurn.pipeline.spark import build_spark
 
-    settings = get_settings()
+    settings = load_settings()
     with build_spark(settings) as spark:
         try:
             result = run_eda(spark, settings, out)
@@ -249,7 +249,7 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train, evaluate, register and promote the churn model on gold_churn_features."""
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.training.config import load_training_settings
     from wikichurn.training.main import run_main
 
@@ -257,7 +257,7 @@ def train(
     overrides: dict[str, object] = {"tuning": tuning} if tuning else {}
     if model_name:
         overrides["model_name"] = model_name
-    summary = run_main(load_training_settings(**overrides), get_settings(), force=force).summary()
+    summary = run_main(load_training_settings(**overrides), load_settings(), force=force).summary()
     if as_json:
         typer.echo(json.dumps(summary, default=str))
     else:
@@ -273,11 +273,11 @@ def serve(
     """Serve the churn model over HTTP (FastAPI + uvicorn, one worker) until Ctrl-C."""
     import os
 
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.serving.config import load_serving_settings
     from wikichurn.serving.main import run
 
-    tracking_uri = get_settings().mlflow_tracking_uri
+    tracking_uri = load_settings().mlflow_tracking_uri
     if tracking_uri:
         # Through the environment: importing mlflow here would load pyspark before the service blocks it.
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri

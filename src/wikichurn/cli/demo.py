@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from wikichurn.core.settings import Settings, get_settings
+from wikichurn.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -39,7 +39,7 @@ def _mirror_is_current(mirror: Path, start: date, end: date, domains: int, seed:
 
 def demo_settings(workdir: Path, base: Settings | None = None) -> Settings:
     """The settings the demo runs with: everything under ``workdir``, embedded engine."""
-    base = base or get_settings()
+    base = base or load_settings()
     # Two months hold few labels once every day near a missing hourly file is excluded (the
     # strict default), so the demo rescales days that miss at most 4 of their 24 files.
     churn = base.churn.model_copy(update={"incomplete_policy": "rescale"})

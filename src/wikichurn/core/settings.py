@@ -5,14 +5,18 @@ Values come, from lowest to highest precedence, from the defaults below, ``conf/
 environment variables ``WIKICHURN_*`` (nested with ``__``, e.g. ``WIKICHURN_INGEST__CONCURRENCY``),
 and finally keyword arguments. S3 settings also honour the standard ``AWS_*`` variables.
 
-Nothing is read at import time: call :func:`get_settings` (cached) or build ``Settings(...)``.
+How to build them: :func:`load_settings` (``load_settings(lake_uri=..., churn={"window_days": 5})``)
+reads the files and the environment every time it is called and puts the keyword overrides on top
+(nested ones merged, not replaced). There is no cache and no module-level instance: each entry
+point (a CLI command, the scoring server's start, the Lambda handler, a test) builds the settings
+once and passes them down, so what a function sees is what its caller gave it. ``Settings`` is the
+type; ``Settings(**values)`` is the same as ``load_settings(**values)``.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import date
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -347,7 +351,14 @@ class _AwsEnvSource(PydanticBaseSettingsSource):
         return {"s3": s3} if s3 else {}
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, built on first use."""
-    return Settings()
+def load_settings(**overrides: Any) -> Settings:
+    """The settings as the files and the environment say now, with ``overrides`` on top.
+
+    Args:
+        overrides: fields of :class:`Settings`; nested models as dicts are merged into the
+            configured values (``churn={"window_days": 5}`` keeps the other churn settings).
+
+    Returns:
+        Validated settings, built fresh (call it once per entry point and pass the result down).
+    """
+    return Settings(**overrides)

@@ -4,16 +4,22 @@
 to it: no JVM, Delta tables out of the box. ``engine: spark`` connects to Apache Spark, either
 through Spark Connect (``spark.remote``) or as a classic driver (``spark.master``). The
 transforms never know which one they run on.
+
+The environment variables an engine needs (``TZ=UTC``; Sail's ``AWS_*`` and ``RUST_LOG``; JVM
+Spark's ``SPARK_LOCAL_IP``) are set only while the session runs and restored when it stops
+(:func:`wikichurn.core.environment.scoped_environ`): a second session with other S3 keys never
+inherits the first one's.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
+
+from wikichurn.core.environment import scoped_environ
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -21,9 +27,6 @@ if TYPE_CHECKING:
     from wikichurn.core.settings import S3Settings, Settings
 
 log = logging.getLogger(__name__)
-
-# Sail (and the object_store crate under it) read these when its server starts.
-_SAIL_S3_ENV = ("AWS_ENDPOINT", "AWS_ALLOW_HTTP", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 def sail_s3_environment(s3: S3Settings) -> dict[str, str]:
@@ -70,22 +73,16 @@ def build_spark(settings: Settings) -> Iterator[SparkSession]:
     Yields:
         A ready ``SparkSession`` (a Spark Connect session for Sail and ``spark.remote``).
     """
-    _use_utc_process_time_zone()
-    if settings.engine == "sail":
-        with _sail_session(settings) as spark:
-            yield spark
-    else:
-        with _spark_session(settings) as spark:
-            yield spark
-
-
-def _use_utc_process_time_zone() -> None:
     # PySpark converts naive datetimes with the *client's* local zone in both directions, while
     # SQL literals use the session zone. One zone (UTC) everywhere keeps watermarks and event
     # times exact whatever the machine's TZ is.
-    if os.environ.get("TZ") != "UTC":
-        os.environ["TZ"] = "UTC"
-        time.tzset()
+    with scoped_environ({"TZ": "UTC"}):
+        if settings.engine == "sail":
+            with _sail_session(settings) as spark:
+                yield spark
+        else:
+            with _spark_session(settings) as spark:
+                yield spark
 
 
 @contextmanager
@@ -93,23 +90,27 @@ def _sail_session(settings: Settings) -> Iterator[SparkSession]:
     from pysail.spark import SparkConnectServer
     from pyspark.sql import SparkSession
 
-    os.environ.update(sail_s3_environment(settings.s3))
-    os.environ.setdefault("RUST_LOG", "warn")  # Sail logs every session at INFO otherwise
-    server = SparkConnectServer(ip="127.0.0.1", port=settings.sail.port)
-    server.start(background=True)
-    _host, port = server.listening_address
-    log.info("sail server listening on 127.0.0.1:%s", port)
-    # create(), not getOrCreate(): a second embedded server must get its own session.
-    spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
-    try:
-        spark.conf.set("spark.sql.session.timeZone", "UTC")
-        yield spark
-    finally:
-        # Session first: a client left behind a stopped server retries for minutes at exit.
+    # pyspark's remote() sets SPARK_CONNECT_MODE_ENABLED for the whole process; owning it here
+    # undoes it at stop, so a later classic (JVM) session in this process is not forced to Connect.
+    env = {**sail_s3_environment(settings.s3), "SPARK_CONNECT_MODE_ENABLED": "1"}
+    if "RUST_LOG" not in os.environ:
+        env["RUST_LOG"] = "warn"  # Sail logs every session at INFO otherwise
+    with scoped_environ(env):
+        server = SparkConnectServer(ip="127.0.0.1", port=settings.sail.port)
+        server.start(background=True)
+        _host, port = server.listening_address
+        log.info("sail server listening on 127.0.0.1:%s", port)
+        # create(), not getOrCreate(): a second embedded server must get its own session.
+        spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
         try:
-            spark.stop()
+            spark.conf.set("spark.sql.session.timeZone", "UTC")
+            yield spark
         finally:
-            server.stop()
+            # Session first: a client left behind a stopped server retries for minutes at exit.
+            try:
+                spark.stop()
+            finally:
+                server.stop()
 
 
 @contextmanager
@@ -122,18 +123,21 @@ def _spark_session(settings: Settings) -> Iterator[SparkSession]:
     if settings.is_s3(settings.lake_uri) or settings.is_s3(settings.raw_uri):
         conf = {**_s3a_conf(settings.s3), **conf}
     builder = SparkSession.builder.appName(settings.spark.app_name)
+    env: dict[str, str] = {}
     if settings.spark.remote:
         builder = builder.remote(settings.spark.remote)
     else:
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        if "SPARK_LOCAL_IP" not in os.environ:
+            env["SPARK_LOCAL_IP"] = "127.0.0.1"  # the driver binds loopback, not every interface
         builder = builder.master(settings.spark.master or "local[2]")
         conf = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false", **conf}
     for key, value in conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    try:
-        if not settings.spark.remote:
-            spark.sparkContext.setLogLevel("WARN")
-        yield spark
-    finally:
-        spark.stop()
+    with scoped_environ(env):
+        spark = builder.getOrCreate()
+        try:
+            if not settings.spark.remote:
+                spark.sparkContext.setLogLevel("WARN")
+            yield spark
+        finally:
+            spark.stop()

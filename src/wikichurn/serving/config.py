@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from wikichurn.core.settings import ServingSettings, Settings
+from wikichurn.core.settings import ServingSettings, load_settings
 
 __all__ = ["ServingSettings", "load_serving_settings"]
 
 
 def load_serving_settings(**overrides: Any) -> ServingSettings:
-    """``Settings().serving`` (files + environment, read now), then ``overrides``."""
-    return ServingSettings.model_validate({**Settings().serving.model_dump(), **overrides})
+    """``load_settings().serving`` (files + environment, read now), then ``overrides``."""
+    return ServingSettings.model_validate({**load_settings().serving.model_dump(), **overrides})

@@ -54,14 +54,14 @@ def create_app(
         scorer_loader: where models come from (default: the MLflow registry alias
             ``models:/<model_name>@<model_alias>``).
         churn: the churn definition for the daily_views form; the model's ``meta["label"]``
-            overrides its horizon, window and factor (default: ``get_settings().churn``).
+            overrides its horizon, window and factor (default: ``load_settings().churn``).
     """
     forbid_pyspark()
     settings = settings or load_serving_settings()
     if churn is None:
-        from wikichurn.core.settings import get_settings
+        from wikichurn.core.settings import load_settings
 
-        churn = get_settings().churn
+        churn = load_settings().churn
     loader = scorer_loader or RegistryModelLoader(settings.model_name, settings.model_alias, settings.model_cache_dir)
     service = ScoringService(settings, loader, churn)
 

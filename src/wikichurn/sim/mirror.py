@@ -134,7 +134,7 @@ class MirrorRequestHandler(SimpleHTTPRequestHandler):
         self.end_headers()
         return BytesIO(body)
 
-    def send_head(self):  # type: ignore[override]
+    def send_head(self):
         url_path = urlsplit(self.path).path or "/"
         try:
             target = self._resolve(url_path)

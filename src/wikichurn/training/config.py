@@ -16,12 +16,11 @@ from wikichurn.core.settings import (
     EvaluationSettings,
     MetricName,
     PromotionSettings,
-    Settings,
     SplitSettings,
     ThresholdSettings,
     TrainingSettings,
     TuningSettings,
-    get_settings,
+    load_settings,
 )
 
 __all__ = [
@@ -47,7 +46,7 @@ def load_training_settings(**overrides: Any) -> TrainingSettings:
     Returns:
         Validated settings.
     """
-    base = Settings().training
+    base = load_settings().training
     if not overrides:
         return base
     merged = _deep_merge(base.model_dump(), {k: _dump(v) for k, v in overrides.items()})
@@ -69,5 +68,5 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_training_settings() -> TrainingSettings:
-    """The process-wide training settings (``get_settings().training``)."""
-    return get_settings().training
+    """The training settings as the files and the environment say now."""
+    return load_settings().training

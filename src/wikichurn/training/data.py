@@ -221,7 +221,9 @@ def split_by_time(frame: pd.DataFrame, config: SplitSettings, horizon_days: int 
     for name, part in zip(SET_NAMES, parts, strict=True):
         if part.empty:
             raise ValueError(f"the {name} set is empty: not enough labelled dates for this split and gap")
-    split = TimeSplit(*parts, gap_days=config.gap_days, dropped_rows=len(frame) - sum(len(p) for p in parts))
+    split = TimeSplit(
+        parts[0], parts[1], parts[2], gap_days=config.gap_days, dropped_rows=len(frame) - sum(len(p) for p in parts)
+    )
     _check_gaps(split, config.gap_days)
     for name, info in split.info().items():
         log.info(
@@ -262,9 +264,9 @@ def _best_cuts(days: pd.Series, config: SplitSettings) -> tuple[pd.Timestamp, ..
             best = (float(loss[k]), a, int(c[k]))
     if best is None:
         raise ValueError(f"{n} labelled dates cannot hold three sets separated by two gaps of {config.gap_days} days")
-    _loss, a, c = best
-    b, d = next_after[a], next_after[c]
-    return tuple(pd.Timestamp(dates[i]) for i in (a, b, c, d))
+    _loss, train_end, validation_end = best
+    cuts = (train_end, next_after[train_end], validation_end, next_after[validation_end])
+    return tuple(pd.Timestamp(dates[i]) for i in cuts)
 
 
 def _check_gaps(split: TimeSplit, gap_days: int) -> None:

@@ -91,7 +91,7 @@ def confusion_figure(tn: int, fp: int, fn: int, tp: int, threshold: float) -> Fi
 def score_histogram_figure(y: np.ndarray, scores: np.ndarray, threshold: float) -> Figure:
     """Risk-score distributions of each class, with the decision threshold."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    bins = np.linspace(0, 1, 41)
+    bins = np.linspace(0, 1, 41).tolist()
     ax.hist(scores[y == 0], bins=bins, alpha=0.6, density=True, label=f"no churn (n={int((y == 0).sum()):,})")
     ax.hist(scores[y == 1], bins=bins, alpha=0.6, density=True, label=f"churn (n={int((y == 1).sum()):,})")
     ax.axvline(threshold, color="black", ls="--", lw=1.5, label=f"threshold {threshold:.3f}")

@@ -248,7 +248,7 @@ def json_safe(value: Any) -> Any:
 # -- MLflow ---------------------------------------------------------------------------------
 
 
-class ChurnPyfunc(mlflow.pyfunc.PythonModel):
+class ChurnPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
     """The MLflow pyfunc form of :class:`ChurnScorer`.
 
     Artifacts: ``booster`` (``booster.txt``) and ``meta`` (``model_meta.json``). Input: a

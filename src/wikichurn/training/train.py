@@ -218,7 +218,7 @@ class _Context:
         params = flat_params("cfg", self.cfg.model_dump(mode="json", exclude={"tracking_uri", "artifact_root"}))
         params.update(flat_params("label", self.settings.churn.model_dump(mode="json")))
         params.update({k: str(v) for k, v in self.split.flat().items() if k.endswith((".start", ".end", "gap_days"))})
-        params["cv.folds_used"] = len(folds)
+        params["cv.folds_used"] = str(len(folds))
         mlflow.log_params(params)
         metrics: dict[str, float] = {}
         for name, info in self.split.info().items():
@@ -356,7 +356,7 @@ def cli_settings(
     lake_uri: str = "", trials: int = 0, metric: str = "", experiment: str = "", model_name: str = ""
 ) -> tuple[TrainingSettings, Settings]:
     """Settings from files and environment, with non-empty command-line values on top."""
-    from wikichurn.core.settings import Settings, get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.training.config import load_training_settings
 
     overrides: dict[str, Any] = {}
@@ -371,7 +371,7 @@ def cli_settings(
         overrides["experiment_name"] = experiment
     if model_name:
         overrides["model_name"] = model_name
-    settings = Settings(lake_uri=lake_uri) if lake_uri else get_settings()
+    settings = load_settings(**({"lake_uri": lake_uri} if lake_uri else {}))
     return load_training_settings(**overrides), settings
 
 

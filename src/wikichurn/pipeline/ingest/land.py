@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from wikichurn.core import layout
-from wikichurn.core.settings import Settings, get_settings
+from wikichurn.core.settings import Settings, load_settings
 from wikichurn.core.storage import RawStore, open_store
 from wikichurn.pipeline.ingest.dumps import DumpsError, DumpsSource, RemoteFile, open_source
 
@@ -247,7 +247,7 @@ def lambda_handler(event: dict, context: object) -> dict:
     if days > MAX_LAMBDA_DAYS:
         return _bad_request(f"range of {days} days is over the limit of {MAX_LAMBDA_DAYS}")
 
-    settings = get_settings()
+    settings = load_settings()
     overrides = {}
     for name, default in (("source", settings.source_url), ("dest", settings.raw_uri)):
         value = event.get(name)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from wikichurn.pipeline import compat
 from wikichurn.pipeline.lakehouse.frames import conform
 from wikichurn.pipeline.lakehouse.schemas import BRONZE_SCHEMA
 
@@ -42,9 +43,7 @@ def build_bronze(files: DataFrame, raw_root: str, ingested_at: datetime) -> Data
     Returns:
         ``value``, ``_source_path``, ``_ingested_at``; empty lines (a trailing newline) dropped.
     """
-    # Sail 0.7.2's binaryFile source returns one file twice when given more than ~100 paths;
-    # a file is one row, so dropping repeated paths is exact (and a no-op on Spark).
-    files = files.dropDuplicates(["path"])
+    files = compat.distinct_files(files)
     lines = files.select(
         F.concat(F.lit(raw_root.rstrip("/") + "/"), F.regexp_extract("path", _KEY_IN_PATH, 1)).alias("_source_path"),
         F.explode(F.split(F.col("content").cast("string"), "\n")).alias("value"),

@@ -29,7 +29,9 @@ from wikichurn.core.churn import (
     label_columns,
     parse_domain_code,
 )
+from wikichurn.pipeline import compat
 from wikichurn.pipeline.lakehouse import lake as tables
+from wikichurn.pipeline.lakehouse.frames import domain_spine
 from wikichurn.pipeline.lakehouse.lake import Lake
 
 if TYPE_CHECKING:
@@ -74,20 +76,7 @@ def build_churn_features(gold: DataFrame, day_hours: DataFrame, domains: DataFra
     Returns:
         ``KEY_COLUMNS`` + ``FEATURE_COLUMNS`` + the label columns.
     """
-    end = day_hours.agg(F.max("event_date").alias("calendar_end"))
-    first_seen = (
-        gold.where(F.col("count_views") > 0)
-        .groupBy("domain_code")
-        .agg(F.min("event_date").alias("first_seen"))
-        .crossJoin(end)
-        .where(F.col("first_seen") <= F.col("calendar_end"))
-    )
-    spine = first_seen.select(
-        "domain_code",
-        "first_seen",
-        "calendar_end",
-        F.explode(F.sequence("first_seen", "calendar_end")).alias("event_date"),
-    )
+    spine = domain_spine(gold, day_hours)
     daily = (
         spine.join(gold.select("domain_code", "event_date", "count_views"), ["domain_code", "event_date"], "left")
         .join(day_hours, ["event_date"], "left")
@@ -110,9 +99,7 @@ def build_churn_features(gold: DataFrame, day_hours: DataFrame, domains: DataFra
 
     w, h = churn.window_days, churn.horizon_days
     past_mean = F.avg("_v").over(rows(-w, -1))
-    # ISO day of week (Monday = 1 .. Sunday = 7) from dayofweek (Sunday = 1): Sail 0.7.2's
-    # weekday() returns -1 for Sundays, so the portable form is spelled out.
-    iso_dow = (F.dayofweek("event_date") + 5) % 7 + 1
+    iso_dow = compat.iso_dayofweek("event_date")
     cols: dict[str, Column] = {
         "avg_views_past_3d": past_mean,
         "threshold": F.lit(churn.factor) * past_mean,
@@ -127,7 +114,7 @@ def build_churn_features(gold: DataFrame, day_hours: DataFrame, domains: DataFra
         cols[f"views_lag_{k}"] = F.lag("_v", k).over(by_day)
     for n in ROLLING_WINDOWS:
         cols[f"rolling_mean_{n}d"] = F.avg("_v").over(rows(-(n - 1), 0))
-        cols[f"rolling_std_{n}d"] = _stddev(rows(-(n - 1), 0))
+        cols[f"rolling_std_{n}d"] = compat.window_stddev("_v", rows(-(n - 1), 0))
         cols[f"rolling_min_{n}d"] = F.min("_v").over(rows(-(n - 1), 0))
         cols[f"rolling_max_{n}d"] = F.max("_v").over(rows(-(n - 1), 0))
     for n in PAST_MEAN_WINDOWS:
@@ -178,12 +165,6 @@ def _adjusted_views(churn: ChurnSettings) -> Column:
     hours = F.col("day_hours_available")
     partial = (hours >= churn.min_hours_rescale) & (hours < 24)
     return F.when(partial, views * F.lit(24.0) / hours.cast("double")).otherwise(views)
-
-
-def _stddev(window: WindowSpec) -> Column:
-    # Sail 0.7.2 answers NaN, not 0, for the sample deviation of a constant window; Spark says 0.
-    constant = (F.count("_v").over(window) >= 2) & (F.max("_v").over(window) == F.min("_v").over(window))
-    return F.when(constant, F.lit(0.0)).otherwise(F.stddev_samp("_v").over(window))
 
 
 @dataclass

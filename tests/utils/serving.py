@@ -1,0 +1,205 @@
+"""The serving tests' model and data: synthetic histories, a LightGBM model trained on their exact
+features and registered in a real (sqlite) MLflow registry, feature snapshots as the exporter writes
+them, and request helpers. The fixtures that use them are in tests/serving/conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from wikichurn.core.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KEY_COLUMNS, compute_domain_frame
+from wikichurn.core.settings import ChurnSettings
+from wikichurn.serving.config import ServingSettings
+from wikichurn.training.model import (
+    as_categorical,
+    category_mappings,
+    log_churn_model,
+    model_input_example,
+    write_model_dir,
+)
+
+MODEL_NAME = "wikichurn"
+ALIAS = "production"
+START = date(2024, 1, 1)
+DAYS = 70
+AS_OF = START + timedelta(days=DAYS - 1)
+CHURN = ChurnSettings()
+SNAPSHOT_DOMAINS = 12  # the first domains of the synthetic set are in the snapshot
+
+
+# -- synthetic data ----------------------------------------------------------------------------
+
+
+def synthetic_histories(n_domains: int = 40, seed: int = 3) -> dict[str, dict[date, int]]:
+    """Daily views of ``n_domains`` domains over ``DAYS`` days: weekly cycles, noise, some collapses."""
+    rng = np.random.default_rng(seed)
+    languages = ["en", "de", "fr", "ja", "es", "it", "pl", "nl", "sv", "pt"]
+    suffixes = ["", ".m", ".d", ".m.d", ".s", ".zero", ".q"]
+    codes: list[str] = []
+    while len(codes) < n_domains:
+        code = f"{rng.choice(languages)}{rng.choice(suffixes)}"
+        if code not in codes:
+            codes.append(code)
+    days = [START + timedelta(days=i) for i in range(DAYS)]
+    histories: dict[str, dict[date, int]] = {}
+    for k, code in enumerate(codes):
+        level = float(np.exp(rng.uniform(3, 11)))
+        weekly = 1 + 0.2 * np.sin(np.arange(DAYS) * 2 * np.pi / 7 + rng.uniform(0, 6))
+        series = level * weekly * rng.lognormal(0, 0.15, DAYS)
+        for _ in range(rng.integers(0, 4)):  # collapses: a few days at a tenth of the traffic
+            at = int(rng.integers(5, DAYS - 3))
+            series[at : at + int(rng.integers(1, 4))] *= 0.08
+        start = int(rng.integers(0, 10)) if k % 5 == 0 else 0  # some domains appear later
+        histories[code] = {day: int(v) for day, v in zip(days[start:], series[start:], strict=True)}
+    return histories
+
+
+def feature_frame(histories: dict[str, dict[date, int]]) -> pd.DataFrame:
+    frames = [compute_domain_frame(h, CHURN, domain_code=code) for code, h in histories.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def train_model(frame: pd.DataFrame, *, seed: int, rounds: int = 40, threshold: float = 0.3) -> tuple[Any, dict]:
+    """A small real booster on ``FEATURE_COLUMNS`` and its ``model_meta.json`` content."""
+    labelled = frame[frame["label_available"] & frame["churn"].notna()]
+    categories = category_mappings(labelled, CATEGORICAL_FEATURES)
+    x = as_categorical(labelled[list(FEATURE_COLUMNS)], categories)
+    params = {
+        "objective": "binary",
+        "verbosity": -1,
+        "num_leaves": 15,
+        "min_data_in_leaf": 10,
+        "min_data_per_group": 5,
+        "learning_rate": 0.1,
+        "seed": seed,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "deterministic": True,
+    }
+    booster = lgb.train(
+        params,
+        lgb.Dataset(x, labelled["churn"].astype(int), categorical_feature=list(CATEGORICAL_FEATURES)),
+        num_boost_round=rounds,
+    )
+    meta = {
+        "format_version": 1,
+        "kind": "lightgbm",
+        "features": list(FEATURE_COLUMNS),
+        "categorical_features": list(CATEGORICAL_FEATURES),
+        "categories": categories,
+        "threshold": threshold,
+        "threshold_objective": "f1",
+        "best_iteration": rounds,
+        "params": params,
+        "label": {"horizon_days": CHURN.horizon_days, "window_days": CHURN.window_days, "factor": CHURN.factor},
+        "metrics": {"validation": {"pr_auc": 0.5}, "test": {"pr_auc": 0.42, "roc_auc": 0.81}},
+    }
+    return booster, meta
+
+
+# -- MLflow ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def mlflow_pointed_at(uri: str) -> Iterator[None]:
+    """Point MLflow (this process and its subprocesses) at ``uri``; restore everything after."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class Registry:
+    """A sqlite MLflow store with helpers to register versions of the synthetic model."""
+
+    uri: str
+    root: Path
+    frame: pd.DataFrame
+    histories: dict[str, dict[date, int]]
+    versions: dict[tuple[str, str], dict] = field(default_factory=dict)
+
+    def register(self, name: str, *, seed: int, threshold: float = 0.3, alias: str | None = ALIAS) -> str:
+        """Train, log (ChurnPyfunc), register a version of ``name`` and optionally point ``alias`` at it."""
+        import mlflow
+        from mlflow import MlflowClient
+
+        booster, meta = train_model(self.frame, seed=seed, threshold=threshold)
+        mlflow.set_experiment("serving-tests")
+        with mlflow.start_run() as run:
+            meta["run_id"] = run.info.run_id
+            model_dir = write_model_dir(self.root / "models" / f"{name}-{seed}", booster, meta)
+            info = log_churn_model(model_dir, model_input_example(self.frame, meta))
+        version = mlflow.register_model(info.model_uri, name)
+        if alias:
+            MlflowClient().set_registered_model_alias(name, alias, version.version)
+        self.versions[(name, str(version.version))] = meta
+        return str(version.version)
+
+    def set_alias(self, name: str, version: str, alias: str = ALIAS) -> None:
+        from mlflow import MlflowClient
+
+        MlflowClient().set_registered_model_alias(name, alias, version)
+
+    def subprocess_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WIKICHURN_")}
+        env.update(MLFLOW_TRACKING_URI=self.uri, MLFLOW_REGISTRY_URI=self.uri, MLFLOW_DISABLE_TELEMETRY="true")
+        return env
+
+
+def write_snapshot(out: Path, histories: dict[str, dict[date, int]]) -> pd.DataFrame:
+    rows = [compute_domain_frame(h, CHURN, domain_code=code).iloc[[-1]] for code, h in histories.items()]
+    frame = pd.concat(rows, ignore_index=True)
+    frame = frame[[*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS)]]
+    frame.to_parquet(out, index=False)
+    as_of = frame["event_date"].max()
+    out.with_name(out.name + ".json").write_text(json.dumps({"as_of": as_of.isoformat(), "domains": len(frame)}))
+    return frame
+
+
+def serving_settings(snapshot: Path, cache: Path, **overrides: Any) -> ServingSettings:
+    values: dict[str, Any] = {
+        "model_name": MODEL_NAME,
+        "model_alias": ALIAS,
+        "snapshot_path": str(snapshot),
+        "model_cache_dir": str(cache),
+        "startup_timeout_s": 60,
+        "max_batch": 50,
+        "max_history_batch": 20,
+    }
+    return ServingSettings(**{**values, **overrides})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def history_payload(history: dict[date, int]) -> list[dict[str, Any]]:
+    return [{"date": day.isoformat(), "views": views} for day, views in history.items()]
