@@ -112,14 +112,35 @@ def pipeline_run(as_json: JsonOpt = False) -> None:
     from wikichurn.core.settings import get_settings
     from wikichurn.pipeline.lakehouse.run import run_pipeline
     from wikichurn.pipeline.spark import build_spark
+    from wikichurn.serving.batch import score_if_production
 
     settings = get_settings()
     with build_spark(settings) as spark:
         result = run_pipeline(spark, settings)
+        scored = score_if_production(spark, settings)  # gold_churn_scores, when a production model exists
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(json.dumps({**result.to_dict(), "scoring": scored.describe() if scored else None}))
     else:
         _print_pipeline(result.table_counts, result.describe())
+        if scored:
+            console.print(scored.describe())
+
+
+@app.command()
+def score() -> None:
+    """Score every domain on every complete day not yet scored by the production model (gold_churn_scores)."""
+    from wikichurn.core.settings import get_settings
+    from wikichurn.pipeline.spark import build_spark
+    from wikichurn.serving.batch import NoProductionModelError, run_scoring
+
+    settings = get_settings()
+    with build_spark(settings) as spark:
+        try:
+            result = run_scoring(spark, settings)
+        except (NoProductionModelError, FileNotFoundError) as exc:
+            console.print(f"[red]{exc}[/red]\nno production model yet: run `wikichurn train` (after `pipeline run`)")
+            raise typer.Exit(code=1) from exc
+    console.print(result.describe())
 
 
 @features_app.callback()
