@@ -1,0 +1,105 @@
+"""Drive the real dashboard in headless Chromium (Debian's ``chromium``) with Playwright.
+
+Shared by the browser test and ``benchmarks/bench_dashboard.py``. Playwright cannot download its own
+browser here, so it launches the system binary (``WIKICHURN_CHROMIUM``, else ``chromium`` on PATH).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wikichurn.dashboard.launch import dashboard_environment, streamlit_command
+from wikichurn.training.server import free_port
+
+# url path -> text that appears once the page's script has run (pages.py titles).
+PAGES: dict[str, str] = {
+    "at-risk": "Domains at risk",
+    "engagement": "Engagement",
+    "data-quality": "Data quality",
+    "model": "Model",
+}
+
+
+def chromium_path() -> str | None:
+    """The system Chromium, if installed."""
+    explicit = os.environ.get("WIKICHURN_CHROMIUM")
+    if explicit:
+        return explicit
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@dataclass
+class Dashboard:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@contextmanager
+def running_dashboard(
+    lake_uri: str, tracking_uri: str | None, log_dir: Path, timeout_s: float = 90
+) -> Iterator[Dashboard]:
+    """``streamlit run`` of the app on a free loopback port until the block ends."""
+    port = free_port()
+    env = dashboard_environment(lake_uri, tracking_uri)
+    if tracking_uri is None:
+        env.pop("MLFLOW_TRACKING_URI", None)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "streamlit.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            streamlit_command("127.0.0.1", port), env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the dashboard did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield Dashboard(url=url, process=process, log_path=log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_until_rendered(page: Any, title: str, timeout_ms: float = 60_000) -> None:
+    """Until the page's title is shown, the script has finished and every chart is drawn."""
+    page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_ms)
+    # The status widget says "Running..." while the script runs; charts draw after it.
+    page.wait_for_function(
+        """() => !document.querySelector('[data-testid="stStatusWidget"]')
+                 && [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+                      .every(c => c.querySelector('canvas, svg'))""",
+        timeout=timeout_ms,
+    )
+
+
+def load_page(browser_page: Any, url: str, title: str) -> float:
+    """Open ``url`` and wait for it to render; returns the seconds it took."""
+    started = time.monotonic()
+    browser_page.goto(url, wait_until="domcontentloaded")
+    wait_until_rendered(browser_page, title)
+    return time.monotonic() - started
