@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wikichurn.dashboard.common import RENDERED
 from wikichurn.dashboard.launch import dashboard_environment, streamlit_command
 from wikichurn.training.server import free_port
 
-# url path -> text that appears once the page's script has run (pages.py titles).
+# url path -> the page's title (At risk is the home page).
 PAGES: dict[str, str] = {
-    "at-risk": "Domains at risk",
+    "": "Domains at risk",
     "engagement": "Engagement",
     "data-quality": "Data quality",
     "model": "Model",
@@ -88,11 +89,14 @@ def running_dashboard(
 def wait_until_rendered(page: Any, title: str, timeout_ms: float = 60_000) -> None:
     """Until the page's title is shown, the script has finished and every chart is drawn."""
     page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_ms)
-    # The status widget says "Running..." while the script runs; charts draw after it.
+    # Every page ends with this line, so the script has run to its end once it shows; then wait
+    # until no element is a loading skeleton, every chart is drawn and every image has loaded.
+    page.get_by_text(RENDERED).first.wait_for(timeout=timeout_ms)
     page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
+        """() => !document.querySelector('[data-testid="stSkeleton"]')
                  && [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
-                      .every(c => c.querySelector('canvas, svg'))""",
+                      .every(c => c.querySelector('canvas, svg'))
+                 && [...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0)""",
         timeout=timeout_ms,
     )
 

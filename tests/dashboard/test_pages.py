@@ -99,8 +99,9 @@ def test_engagement_shows_the_eda_kpis(on_lake: ScoredLake) -> None:
     kpis = DeltaTable(f"{on_lake.settings.lake_uri}/{data.GOLD_KPIS_DAILY}").to_pandas()
     last = kpis[~kpis["incomplete"]].sort_values("event_date").iloc[-1]
     text = text_of(at)
-    assert f"{int(last['total_views']):,}" in text and "Source: gold_kpis_daily" in "\n".join(
-        c.value for c in at.caption
+    assert (
+        f"DAU in views ({last['event_date']}): {data.compact_count(int(last['total_views']))}" in text
+        and "Source: gold_kpis_daily" in "\n".join(c.value for c in at.caption)
     )
     assert len(at.get("vega_lite_chart")) >= 6
     assert len(at.dataframe[0].value) == 10

@@ -11,7 +11,7 @@ HEIGHT = 300
 
 
 def _title(text: str, subtitle: str | None = None) -> alt.TitleParams:
-    return alt.TitleParams(text, subtitle=subtitle or "", anchor="start", fontSize=15)
+    return alt.TitleParams(text, subtitle=subtitle or "", anchor="start", fontSize=15, offset=8)
 
 
 def risk_ranking(top: pd.DataFrame, threshold: float, day: str) -> alt.Chart:
@@ -21,7 +21,7 @@ def risk_ranking(top: pd.DataFrame, threshold: float, day: str) -> alt.Chart:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            y=alt.Y("domain_code:N", sort="-x", title="domain"),
+            y=alt.Y("domain_code:N", sort="-x", title="domain", axis=alt.Axis(labelOverlap=False, labelLimit=160)),
             x=alt.X(
                 "risk_score:Q",
                 title="risk score (probability of a collapse within the horizon)",
@@ -30,7 +30,7 @@ def risk_ranking(top: pd.DataFrame, threshold: float, day: str) -> alt.Chart:
             color=alt.Color(
                 "flag:N",
                 scale=alt.Scale(domain=["flagged", "below threshold"], range=["#d62728", "#7f9fbf"]),
-                legend=alt.Legend(title=None, orient="bottom"),
+                legend=alt.Legend(title=None, orient="bottom", labelLimit=400),
             ),
             tooltip=["rank", "domain_code", alt.Tooltip("risk_score:Q", format=".3f"), "count_views"],
         )
@@ -40,9 +40,9 @@ def risk_ranking(top: pd.DataFrame, threshold: float, day: str) -> alt.Chart:
         .mark_rule(color="black", strokeDash=[6, 3], size=2)
         .encode(x="threshold:Q")
     )
-    return alt.layer(bars, rule).properties(
+    height = max(160, 22 * len(top))
+    return alt.layer(bars.properties(height=height), rule.properties(height=height)).properties(
         title=_title(f"Riskiest domains on {day}", f"dashed line: the model's churn threshold ({threshold:.3f})"),
-        height=max(160, 22 * len(top)),
     )
 
 
@@ -64,7 +64,7 @@ def view_history(history: pd.DataFrame, domain: str, window: int, factor: float)
             color=alt.Color(
                 "series:N",
                 scale=alt.Scale(domain=list(names.values()), range=["#1f77b4", "#ff7f0e", "#d62728"]),
-                legend=alt.Legend(title=None, orient="bottom"),
+                legend=alt.Legend(title=None, orient="bottom", labelLimit=400),
             ),
             strokeDash=alt.StrokeDash(
                 "series:N", legend=None, scale=alt.Scale(domain=list(names.values()), range=[[1, 0], [4, 2], [6, 3]])
@@ -107,7 +107,8 @@ def time_series(
     """One measure over time."""
     scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     chart = alt.Chart(frame)
-    chart = chart.mark_bar() if mark == "bar" else chart.mark_line(point=alt.OverlayMarkDef(size=15))
+    # Bars start at zero, which a log scale cannot show: log charts are lines with points.
+    chart = chart.mark_bar() if mark == "bar" and not log else chart.mark_line(point=alt.OverlayMarkDef(size=30))
     return chart.encode(
         x=alt.X(f"{x}:T", title=x_title),
         y=alt.Y(f"{y}:Q", title=y_title, scale=scale),
@@ -146,7 +147,7 @@ def completeness_calendar(frame: pd.DataFrame) -> alt.Chart:
             ),
             tooltip=[alt.Tooltip("event_date:T", title="date"), "hours_present:Q"],
         )
-        .properties(title=_title("Hourly completeness per date", "green: all 24 hourly files landed"), height=200)
+        .properties(title=_title("Hourly completeness per date", "green: all 24 hourly files landed"), height=230)
     )
 
 
@@ -160,7 +161,7 @@ def quarantine_by_run(runs: pd.DataFrame) -> alt.Chart:
         alt.Chart(long[long["rows"] > 0])
         .mark_bar()
         .encode(
-            x=alt.X("run:N", title="pipeline run (UTC start, id)"),
+            x=alt.X("run:N", title="pipeline run (UTC start, id)", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("rows:Q", title="quarantined rows"),
             color=alt.Color("dq_reason:N", title="dq_reason"),
             tooltip=["run", "dq_reason", "rows"],

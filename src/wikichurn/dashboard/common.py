@@ -8,6 +8,7 @@ Registry reads are cached for ``REGISTRY_TTL_S`` seconds (a promotion shows up w
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import pandas as pd
@@ -38,12 +39,29 @@ def reader() -> data.LakeReader:
     return _reader(s.lake_uri, s)
 
 
+_started = {"at": time.perf_counter()}
+RENDERED = "Computed on the server in"  # the last line of every page: the browser test waits for it
+
+
 def empty(message: str, todo: str) -> None:
-    """An empty state that says what to run (``todo`` is markdown, e.g. "run `wikichurn eda`")."""
+    """An empty state that says what to run (``todo`` is markdown, e.g. "run `wikichurn eda`"); ends the page."""
     st.info(f"{message}  \n{todo}", icon=":material/info:")
+    footer()
+    st.stop()
+
+
+def footer() -> None:
+    """The page's last line: how long its script took (cached reads make re-runs fast)."""
+    st.caption(f"{RENDERED} {time.perf_counter() - _started['at']:.2f} s.")
+
+
+def chart(figure: Any) -> None:
+    """Draw an Altair chart at full width with its own styling (titles and axis titles as set)."""
+    st.altair_chart(figure, width="stretch", theme=None)
 
 
 def header(title: str, caption: str) -> None:
+    _started["at"] = time.perf_counter()
     st.title(title)
     s = settings()
     st.caption(f"{caption}  \nLake: `{s.lake_uri}` · MLflow: `{tracking_uri(s) or 'not configured'}`")

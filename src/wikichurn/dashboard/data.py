@@ -209,6 +209,15 @@ def _pretty(value: Any) -> str:
 
 # -- engagement ----------------------------------------------------------------------------------
 
+
+def compact_count(views: int) -> str:
+    """A large count that fits a metric tile: 14.16 B, 480.61 M, 12,345."""
+    for size, unit in ((1e9, "B"), (1e6, "M")):
+        if views >= size:
+            return f"{views / size:,.2f} {unit}"
+    return f"{views:,}"
+
+
 # When `wikichurn eda` has not run, the same KPIs from gold (definitions as in pipeline/eda).
 _DAILY_SQL = """
 WITH shares AS (
@@ -345,7 +354,7 @@ def hourly_completeness(reader: LakeReader) -> pd.DataFrame | None:
         rows.append({"event_date": day, "hours_present": 24 - len(missing), "missing_hours": missing})
     frame = pd.DataFrame(rows)
     stamp = pd.to_datetime(frame["event_date"])
-    frame["week_start"] = (stamp - pd.to_timedelta(stamp.dt.weekday, unit="D")).dt.date
+    frame["week_start"] = (stamp - pd.to_timedelta(stamp.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
     frame["weekday"] = stamp.dt.strftime("%a")
     return frame
 

@@ -21,10 +21,9 @@ if scores is None or scores.empty:
         if registry_error
         else "Run `wikichurn score` (or `wikichurn pipeline run`) to score the complete days."
     )
-    common.empty("No risk scores yet: gold_churn_scores is empty.", todo)
     if registry_error:
         st.caption(f"Registry: {registry_error}")
-    st.stop()
+    common.empty("No risk scores yet: gold_churn_scores is empty.", todo)
 
 reader = common.reader()
 (gold_version,) = common.table_versions(data.GOLD_DAILY)
@@ -49,15 +48,16 @@ left, mid, right, far = st.columns(4)
 left.metric("Scored day", str(day))
 mid.metric("Domains scored", f"{len(ranked):,}")
 right.metric("Flagged (risk >= threshold)", f"{int(ranked['churn'].sum()):,}")
-far.metric(f"Model version {version}", f"threshold {threshold:.3f}")
+far.metric("Churn threshold", f"{threshold:.3f}", help=f"model version {version}: flagged when risk >= threshold")
 
 if shown.empty:
     st.warning("No domain passes these filters.")
+    common.footer()
     st.stop()
 
 top = shown.iloc[0]
 st.markdown(f"**Top at-risk domain:** `{top['domain_code']}` — risk **{top['risk_score']:.3f}**")
-st.altair_chart(charts.risk_ranking(shown.head(TOP_BARS), threshold, str(day)), width="stretch")
+common.chart(charts.risk_ranking(shown.head(TOP_BARS), threshold, str(day)))
 st.dataframe(
     shown[
         [
@@ -89,11 +89,12 @@ row = shown[shown["domain_code"] == domain].iloc[0]
 churn = settings.churn
 if views is not None:
     history = data.view_history(views, domain, day, HISTORY_DAYS, churn.window_days, churn.factor)
-    st.altair_chart(charts.view_history(history, domain, churn.window_days, churn.factor), width="stretch")
+    common.chart(charts.view_history(history, domain, churn.window_days, churn.factor))
 col_a, col_b = st.columns([2, 3])
 with col_a:
     st.markdown(f"**Why {domain} scores {row['risk_score']:.3f}** (top contributions, log-odds)")
     st.dataframe(data.reasons(row), hide_index=True, key="reasons")
 with col_b:
     own = scores[scores["domain_code"] == domain].sort_values("event_date").tail(RISK_WEEKS * 7)
-    st.altair_chart(charts.risk_history(own, domain, threshold), width="stretch")
+    common.chart(charts.risk_history(own, domain, threshold))
+common.footer()

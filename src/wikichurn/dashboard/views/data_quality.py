@@ -15,7 +15,6 @@ versions = common.table_versions(
 )
 if versions[0] is None:
     common.empty("No pipeline run yet: silver_dq_reports does not exist.", "Run `wikichurn pipeline run`.")
-    st.stop()
 runs, completeness, counts = common.quality(reader, reader.root, versions)
 
 bronze, clean, quarantined = counts["bronze"], counts["clean"], counts["quarantined"]
@@ -49,13 +48,12 @@ st.dataframe(
     key="runs",
 )
 if runs[reason_cols].to_numpy().sum() > 0:
-    st.altair_chart(charts.quarantine_by_run(runs), width="stretch")
+    common.chart(charts.quarantine_by_run(runs))
 
 st.subheader("Hourly completeness")
 if completeness is None:
     common.empty("No ledger yet.", "Run `wikichurn pipeline run`.")
-    st.stop()
-st.altair_chart(charts.completeness_calendar(completeness), width="stretch")
+common.chart(charts.completeness_calendar(completeness))
 missing = completeness[completeness["hours_present"] < 24].copy()
 if missing.empty:
     st.success(f"All {len(completeness)} dates have their 24 hourly files.")
@@ -63,3 +61,4 @@ else:
     missing["missing_hours"] = missing["missing_hours"].map(lambda hs: ", ".join(f"{h:02d}:00" for h in hs))
     st.markdown(f"**{len(missing)} of {len(completeness)} dates miss hourly files** (hours in UTC):")
     st.dataframe(missing[["event_date", "hours_present", "missing_hours"]], hide_index=True, key="missing_hours")
+common.footer()

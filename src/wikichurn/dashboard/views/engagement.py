@@ -6,6 +6,7 @@ import streamlit as st
 
 from wikichurn.dashboard import charts, common, data
 
+
 common.header(
     "Engagement", "Traffic of the whole lake, from the EDA tables (gold_kpis_*), computed from gold if missing."
 )
@@ -16,7 +17,6 @@ if versions[0] is None:
         "No traffic yet: gold_daily_projectviews does not exist.",
         "Run `wikichurn ingest`, then `wikichurn pipeline run`.",
     )
-    st.stop()
 daily, source, weekly, monthly, season, movers, movers_note = common.engagement(reader, reader.root, versions)
 st.caption(f"Source: {source}")
 
@@ -25,20 +25,26 @@ last = complete.iloc[-1] if len(complete) else daily.iloc[-1]
 full_weeks = weekly[~weekly["partial"].astype(bool)] if weekly is not None else None
 full_months = monthly[~monthly["partial"].astype(bool)] if monthly is not None else None
 a, b, c, d = st.columns(4)
-a.metric(f"DAU in views ({last['event_date']})", f"{int(last['total_views']):,}")
+a.metric(f"DAU in views ({last['event_date']})", data.compact_count(int(last["total_views"])))
 if full_weeks is not None and len(full_weeks):
-    b.metric(f"WAU in views (week of {full_weeks.iloc[-1]['period_start']})", f"{int(full_weeks.iloc[-1]['views']):,}")
+    b.metric(
+        f"WAU in views (week of {full_weeks.iloc[-1]['period_start']})",
+        data.compact_count(int(full_weeks.iloc[-1]["views"])),
+    )
 else:
     b.metric("WAU in views", "no complete week")
 if full_months is not None and len(full_months):
-    c.metric(f"MAU in views ({full_months.iloc[-1]['period_start']:%Y-%m})", f"{int(full_months.iloc[-1]['views']):,}")
+    c.metric(
+        f"MAU in views ({full_months.iloc[-1]['period_start']:%Y-%m})",
+        data.compact_count(int(full_months.iloc[-1]["views"])),
+    )
 else:
     c.metric("MAU in views", "no complete month")
 d.metric("Active domains", f"{int(last['active_domains']):,}")
 
 left, right = st.columns(2)
 with left:
-    st.altair_chart(
+    common.chart(
         charts.time_series(
             daily,
             "event_date",
@@ -46,11 +52,10 @@ with left:
             "Daily views, all domains (DAU in views)",
             "views per day (log scale)",
             log=True,
-        ),
-        width="stretch",
+        )
     )
     if weekly is not None and len(weekly):
-        st.altair_chart(
+        common.chart(
             charts.time_series(
                 weekly,
                 "period_start",
@@ -60,18 +65,16 @@ with left:
                 log=True,
                 x_title="week starting (Monday)",
                 mark="bar",
-            ),
-            width="stretch",
+            )
         )
 with right:
-    st.altair_chart(
+    common.chart(
         charts.time_series(
             daily, "event_date", "active_domains", "Active domains per day", "domains with views (count)"
-        ),
-        width="stretch",
+        )
     )
     if monthly is not None and len(monthly):
-        st.altair_chart(
+        common.chart(
             charts.time_series(
                 monthly,
                 "period_start",
@@ -81,30 +84,27 @@ with right:
                 log=True,
                 x_title="month",
                 mark="bar",
-            ),
-            width="stretch",
+            )
         )
 left, right = st.columns(2)
 with left:
-    st.altair_chart(
+    common.chart(
         charts.time_series(
             daily.dropna(subset=["hhi"]),
             "event_date",
             "hhi",
-            "Concentration: Herfindahl-Hirschman index of views over domains",
+            "Concentration of views (HHI over domains)",
             "HHI (0 = spread out, 1 = one domain)",
-        ),
-        width="stretch",
+        )
     )
 with right:
-    st.altair_chart(
+    common.chart(
         charts.time_series(
             daily.dropna(subset=["diversity"]), "event_date", "diversity", "Diversity (1 - HHI)", "diversity (0-1)"
-        ),
-        width="stretch",
+        )
     )
 if season is not None and len(season):
-    st.altair_chart(charts.seasonality(season), width="stretch")
+    common.chart(charts.seasonality(season))
 st.subheader("Top movers")
 if movers is None:
     st.info(f"No movers yet: {movers_note or 'not enough data'}.")
@@ -121,3 +121,4 @@ else:
         },
         key="movers",
     )
+common.footer()

@@ -12,7 +12,6 @@ settings = common.settings()
 prod, versions, error = common.production_version()
 if not versions:
     common.empty(f"No registered model yet ({error}).", "No production model yet: run `wikichurn train`.")
-    st.stop()
 
 st.subheader(f"Registered versions of `{settings.serving.model_name}`")
 st.dataframe(registry.versions_table(versions), hide_index=True, key="versions")
@@ -21,7 +20,6 @@ if prod is None:
         f"No version holds the alias @{settings.serving.model_alias}.",
         "No production model yet: run `wikichurn train` (or promote a version with `--force`).",
     )
-    st.stop()
 
 a, b, c = st.columns(3)
 a.metric(f"@{settings.serving.model_alias}", f"version {prod.version}")
@@ -46,21 +44,22 @@ with left:
 with right:
     scores, version, _ = common.production_scores()
     if scores is None or scores.empty:
-        common.empty("This version has scored nothing yet.", "Run `wikichurn score`.")
+        st.info("This version has scored nothing yet. Run `wikichurn score`.")
     else:
-        st.altair_chart(charts.flagged_per_day(data.flagged_per_day(scores), version or prod.version), width="stretch")
+        common.chart(charts.flagged_per_day(data.flagged_per_day(scores), version or prod.version))
 
 st.subheader(f"Evaluation of version {prod.version}")
 if not prod.run_id:
     st.info("This version has no run: no figures.")
-    st.stop()
 try:
     figures = common.figures(tracking_uri(settings) or "", prod.run_id)
 except registry.RegistryUnavailable as exc:
     st.warning(str(exc))
+    common.footer()
     st.stop()
 if not figures:
     st.info(f"Run {prod.run_id} has no figures/*.png (the evaluate stage logs them).")
 columns = st.columns(2)
 for i, (name, png) in enumerate(figures.items()):
     columns[i % 2].image(png, caption=registry.FIGURES[name], width="stretch")
+common.footer()
