@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wikichurn.dashboard.common import RENDERED
+from wikichurn.dashboard import RENDERED
 from wikichurn.dashboard.launch import dashboard_environment, streamlit_command
 from wikichurn.training.server import free_port
 
@@ -105,5 +105,18 @@ def load_page(browser_page: Any, url: str, title: str) -> float:
     """Open ``url`` and wait for it to render; returns the seconds it took."""
     started = time.monotonic()
     browser_page.goto(url, wait_until="domcontentloaded")
+    wait_until_rendered(browser_page, title)
+    return time.monotonic() - started
+
+
+# url path -> the sidebar link of the page.
+LINKS: dict[str, str] = {"": "At risk", "engagement": "Engagement", "data-quality": "Data quality", "model": "Model"}
+
+
+def switch_page(browser_page: Any, path: str, title: str) -> float:
+    """Go to a page through the sidebar, as a user does (no reload of the app); returns the seconds it took."""
+    started = time.monotonic()
+    browser_page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=LINKS[path], exact=True).click()
+    browser_page.wait_for_url(lambda url: url.rstrip("/").endswith(f"/{path}".rstrip("/")) or not path)
     wait_until_rendered(browser_page, title)
     return time.monotonic() - started

@@ -137,7 +137,7 @@ def test_model_page_shows_versions_metrics_and_figures(on_lake: ScoredLake) -> N
     assert "@production" in versions.loc[versions["version"] == version, "aliases"].iloc[0]
     metrics = at.dataframe[1].value.set_index("metric")
     assert metrics.loc["pr_auc", "test"] == pytest.approx(on_lake.trained.evaluation.test["tuned"]["pr_auc"])
-    assert len(at.get("imgs")) >= 4  # ROC, PR, calibration, SHAP
+    assert len(at.get("image")) >= 4  # ROC, PR, calibration, SHAP
     assert len(at.get("vega_lite_chart")) == 1  # flagged per day
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from wikichurn.core.settings import Settings
-from wikichurn.dashboard import data, registry
+from wikichurn.dashboard import RENDERED, data, registry
 from wikichurn.serving.batch import GOLD_SCORES, tracking_uri
 from wikichurn.serving.nospark import forbid_pyspark
 
@@ -40,7 +40,6 @@ def reader() -> data.LakeReader:
 
 
 _started = {"at": time.perf_counter()}
-RENDERED = "Computed on the server in"  # the last line of every page: the browser test waits for it
 
 
 def empty(message: str, todo: str) -> None:

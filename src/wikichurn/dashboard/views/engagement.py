@@ -6,7 +6,6 @@ import streamlit as st
 
 from wikichurn.dashboard import charts, common, data
 
-
 common.header(
     "Engagement", "Traffic of the whole lake, from the EDA tables (gold_kpis_*), computed from gold if missing."
 )
