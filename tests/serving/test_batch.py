@@ -128,3 +128,20 @@ def test_one_booster_call_per_day(scored_lake: ScoredLake, monkeypatch: pytest.M
 def test_no_tracking_uri_skips_scoring(spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert score_if_production(spark, Settings(lake_uri=str(tmp_path / "lake"))) is None
+
+
+def test_score_command_without_a_model_says_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from wikichurn.cli.app import app
+    from wikichurn.core.settings import get_settings
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("WIKICHURN_LAKE_URI", str(tmp_path / "lake"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["score"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "no production model yet: run `wikichurn train`" in result.output
