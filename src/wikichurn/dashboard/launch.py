@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -82,11 +83,23 @@ def run_dashboard(
         tracking_uri: the MLflow registry (default: ``MLFLOW_TRACKING_URI``).
         mlflow_root: start a local tracking server on this folder (e.g. ``data/demo/mlflow``) instead.
     """
-    with _registry(mlflow_root) as local_uri:
-        env = dashboard_environment(lake_uri, local_uri or tracking_uri)
-        process = subprocess.Popen(streamlit_command(host, port), env=env)
-        try:
-            return process.wait()
-        except KeyboardInterrupt:
-            process.terminate()
-            return process.wait(timeout=15)
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (docker stop, kill) stops it like Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with _registry(mlflow_root) as local_uri:
+            env = dashboard_environment(lake_uri, local_uri or tracking_uri)
+            process = subprocess.Popen(streamlit_command(host, port), env=env)
+            try:
+                return process.wait()
+            except KeyboardInterrupt:
+                process.terminate()
+                try:
+                    return process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
