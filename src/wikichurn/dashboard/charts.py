@@ -143,7 +143,8 @@ def completeness_calendar(frame: pd.DataFrame) -> alt.Chart:
             color=alt.Color(
                 "hours_present:Q",
                 title="hourly files (of 24)",
-                scale=alt.Scale(domain=[0, 24], scheme="redyellowgreen"),
+                # One missing hour must stand out against a complete day: 23 is already orange.
+                scale=alt.Scale(domain=[0, 12, 23, 24], range=["#b2182b", "#ef8a62", "#fdae61", "#1a9850"]),
             ),
             tooltip=[alt.Tooltip("event_date:T", title="date"), "hours_present:Q"],
         )
