@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.mirror",
     "tests.fixtures.scored_lake",
+    "tests.fixtures.postgres",
 ]
 
 _exit_status = 0

@@ -52,6 +52,7 @@ def test_demo_builds_the_lake_and_the_report_and_reruns_idempotently(tmp_path: P
         ["eda"],
         ["score"],
         ["dashboard"],
+        ["warehouse", "export"],
         ["demo"],
     ],
 )
