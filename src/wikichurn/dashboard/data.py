@@ -22,19 +22,16 @@ from wikichurn.core.churn import parse_domain_code
 from wikichurn.core.settings import Settings
 from wikichurn.core.storage import delta_storage_options
 
-# lake.py names the medallion tables without importing pyspark (this process never loads it).
-from wikichurn.pipeline.lakehouse.lake import (
-    BRONZE,
-    BRONZE_LEDGER,
-    GOLD_DAILY,
-    SILVER_CLEAN,
-    SILVER_DQ_REPORTS,
-    SILVER_QUARANTINE,
-)
-
 log = logging.getLogger(__name__)
 
-# The EDA module (pyspark at import, never loaded here) owns these names; lake.py's are imported.
+# Table names. Their owners (pipeline/lakehouse/lake.py, pipeline/eda) import pyspark, which this
+# process never loads (tests/dashboard/test_nospark.py), so the names are repeated here.
+BRONZE = "bronze_projectviews"
+BRONZE_LEDGER = "bronze_file_ledger"
+SILVER_CLEAN = "silver_projectviews_clean"
+SILVER_QUARANTINE = "silver_projectviews_quarantine"
+SILVER_DQ_REPORTS = "silver_dq_reports"
+GOLD_DAILY = "gold_daily_projectviews"
 GOLD_KPIS_DAILY = "gold_kpis_daily"
 GOLD_KPIS_WEEKLY = "gold_kpis_weekly"
 GOLD_KPIS_MONTHLY = "gold_kpis_monthly"
