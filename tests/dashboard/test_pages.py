@@ -151,3 +151,18 @@ def test_every_page_says_what_to_run_on_an_empty_lake(on_empty_lake: Path, page:
 def test_reader_sees_no_tables_in_an_empty_lake(tmp_path: Path) -> None:
     reader = data.LakeReader(Settings(lake_uri=str(tmp_path)))
     assert reader.read(data.GOLD_DAILY) is None and reader.version(GOLD_SCORES) is None
+
+
+def test_model_page_shows_the_latest_backtest_beside_test(on_lake: ScoredLake) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(on_lake.server.url)
+    experiment = client.get_run(on_lake.trained.train.run_id).info.experiment_id
+    run = client.create_run(experiment, run_name="backtest", tags={"wikichurn.role": "backtest"})
+    client.log_metric(run.info.run_id, "mean_tuned_pr_auc", 0.4321)
+    client.log_metric(run.info.run_id, "mean_tuned_roc_auc", 0.8765)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    metrics = open_page("model").dataframe[1].value.set_index("metric")
+    assert metrics.loc["pr_auc", "backtest"] == pytest.approx(0.4321)
+    assert metrics.loc["roc_auc", "backtest"] == pytest.approx(0.8765)
+    assert pd.isna(metrics.loc["brier", "backtest"])

@@ -103,6 +103,11 @@ def versions(uri: str | None, name: str) -> tuple[list[registry.VersionInfo], st
         return [], str(exc)
 
 
+@st.cache_data(ttl=REGISTRY_TTL_S, show_spinner=False)
+def backtest(uri: str, experiment_id: str | None) -> dict[str, float]:
+    return registry.latest_backtest(uri, experiment_id)
+
+
 @st.cache_data(show_spinner=False)
 def figures(uri: str, run_id: str) -> dict[str, bytes]:
     return registry.figures(uri, run_id)  # a run's artifacts never change: no TTL

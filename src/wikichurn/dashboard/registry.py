@@ -1,8 +1,9 @@
 """The dashboard's reads of the MLflow registry: versions, aliases, metrics and the evaluation figures.
 
 Plain functions over ``MlflowClient`` (no Streamlit). The figures are the PNGs the ``evaluate``
-stage logs on the tuned run (``figures/*.png``); backtest metrics are any ``backtest_*`` metric of
-that run, shown when training logs them.
+stage logs on the tuned run (``figures/*.png``). Backtest metrics are the means over windows of the
+latest walk-forward backtest run (``wikichurn backtest``: tag ``wikichurn.role = backtest``,
+metrics ``mean_tuned_*``) in the version's experiment, or ``backtest_*`` metrics of the run itself.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class VersionInfo:
     created: datetime
     metrics: dict[str, float]
     tags: dict[str, str]
+    experiment_id: str | None = None
 
 
 def _client(tracking_uri: str) -> Any:
@@ -72,9 +74,11 @@ def model_versions(tracking_uri: str | None, name: str) -> list[VersionInfo]:
     out = []
     for mv in versions:
         metrics: dict[str, float] = {}
+        experiment_id = None
         if mv.run_id:
             try:
-                metrics = dict(client.get_run(mv.run_id).data.metrics)
+                run = client.get_run(mv.run_id)
+                metrics, experiment_id = dict(run.data.metrics), run.info.experiment_id
             except Exception as exc:  # a deleted run must not hide the others
                 log.warning("run %s of version %s: %s", mv.run_id, mv.version, exc)
         out.append(
@@ -85,6 +89,7 @@ def model_versions(tracking_uri: str | None, name: str) -> list[VersionInfo]:
                 created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
                 metrics=metrics,
                 tags=dict(mv.tags or {}),
+                experiment_id=experiment_id,
             )
         )
     return sorted(out, key=lambda v: int(v.version) if v.version.isdigit() else 0, reverse=True)
@@ -110,16 +115,36 @@ def versions_table(versions: list[VersionInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def metrics_side_by_side(version: VersionInfo) -> pd.DataFrame:
+def latest_backtest(tracking_uri: str, experiment_id: str | None) -> dict[str, float]:
+    """``{metric: value}`` of the latest finished backtest run of the experiment (``mean_tuned_*``)."""
+    if not experiment_id:
+        return {}
+    try:
+        runs = _client(tracking_uri).search_runs(
+            [experiment_id],
+            filter_string="tags.`wikichurn.role` = 'backtest' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    except Exception as exc:  # an old server without the filter, a network error: no backtest column
+        log.warning("cannot search backtest runs: %s", exc)
+        return {}
+    if not runs:
+        return {}
+    metrics = runs[0].data.metrics
+    return {k.removeprefix("mean_tuned_"): v for k, v in metrics.items() if k.startswith("mean_tuned_")}
+
+
+def metrics_side_by_side(version: VersionInfo, backtest: dict[str, float] | None = None) -> pd.DataFrame:
     """Test and backtest values of each headline metric of one version (None: not logged)."""
+    backtest = {
+        **(backtest or {}),
+        **{m: version.metrics[f"backtest_{m}"] for m in HEADLINE if f"backtest_{m}" in version.metrics},
+    }
     rows = [
-        {
-            "metric": m,
-            "test": version.metrics.get(f"test_{m}"),
-            "backtest": version.metrics.get(f"backtest_{m}"),
-        }
+        {"metric": m, "test": version.metrics.get(f"test_{m}"), "backtest": backtest.get(m)}
         for m in HEADLINE
-        if f"test_{m}" in version.metrics or f"backtest_{m}" in version.metrics
+        if f"test_{m}" in version.metrics or m in backtest
     ]
     return pd.DataFrame(rows, columns=["metric", "test", "backtest"])
 

@@ -29,7 +29,7 @@ c.metric("Test ROC AUC", f"{prod.metrics.get('test_roc_auc', float('nan')):.3f}"
 left, right = st.columns([2, 3])
 with left:
     st.markdown(f"**Version {prod.version}: test and backtest metrics**")
-    side = registry.metrics_side_by_side(prod)
+    side = registry.metrics_side_by_side(prod, common.backtest(tracking_uri(settings) or "", prod.experiment_id))
     st.dataframe(
         side,
         hide_index=True,
@@ -40,7 +40,9 @@ with left:
         },
     )
     if side["backtest"].isna().all():
-        st.caption("No backtest metrics are logged on this version's run (`backtest_*`).")
+        st.caption("No backtest yet: run `wikichurn backtest` (walk-forward windows).")
+    else:
+        st.caption("Backtest: mean over the windows of the latest walk-forward backtest run.")
 with right:
     scores, version, _ = common.production_scores()
     if scores is None or scores.empty:
