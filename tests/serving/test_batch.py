@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from pyspark.sql import SparkSession
 
 from tests.fixtures.scored_lake import LAKE_MODEL, ScoredLake
+from tests.serving.conftest import mlflow_pointed_at
 from wikichurn.core.churn import KEY_COLUMNS
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, export_snapshot
@@ -62,7 +63,8 @@ def test_table_equals_the_api_for_the_same_domain_and_day(
     scores = _scores(settings)
     day = scores[scores["event_date"] == pd.Timestamp(snapshot.as_of).date()].set_index("domain_code")
     assert len(day) == snapshot.domains > 0
-    with TestClient(create_app(serving, churn=settings.churn)) as client:
+    # The app loads the model through MLflow's process-wide URI: point it at this lake's registry.
+    with mlflow_pointed_at(scored_lake.server.url), TestClient(create_app(serving, churn=settings.churn)) as client:
         body = {"instances": [{"domain_code": d} for d in day.index], "explain": True}
         results = client.post("/score", json=body).json()["results"]
     for result in results:

@@ -16,11 +16,13 @@ Nothing here imports pyspark at module level: the dashboard imports the table's 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -137,19 +139,36 @@ def load_production_model(settings: Settings) -> LoadedModel:
     uri = tracking_uri(settings)
     if not uri:
         raise NoProductionModelError("no MLflow tracking URI is configured (set MLFLOW_TRACKING_URI)")
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     serving = settings.serving
     loader = RegistryModelLoader(serving.model_name, serving.model_alias, serving.model_cache_dir)
     try:
-        ref = loader.resolve()
-        return build_loaded_model(ref, loader.load(ref), settings.churn)
+        with _mlflow_pointed_at(uri):
+            ref = loader.resolve()
+            return build_loaded_model(ref, loader.load(ref), settings.churn)
     except Exception as exc:  # ModelUnavailableError and whatever a registry raises
         raise NoProductionModelError(f"no production model to score with: {exc}") from exc
     finally:
         loader.close()  # the booster is in memory now; the download folder is not needed
+
+
+@contextlib.contextmanager
+def _mlflow_pointed_at(uri: str) -> Iterator[None]:
+    """MLflow's tracking and registry URIs set to ``uri`` for the block, then restored.
+
+    The registry loader uses MLflow's process-wide URIs; a batch run (or a test) must not leave
+    them pointing elsewhere for the rest of the process.
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
 
 
 # -- pure scoring --------------------------------------------------------------------------------
