@@ -142,7 +142,7 @@ def load_production_model(settings: Settings) -> LoadedModel:
     serving = settings.serving
     loader = RegistryModelLoader(serving.model_name, serving.model_alias, serving.model_cache_dir)
     try:
-        with _mlflow_pointed_at(uri):
+        with mlflow_pointed_at(uri):
             ref = loader.resolve()
             return build_loaded_model(ref, loader.load(ref), settings.churn)
     except Exception as exc:  # ModelUnavailableError and whatever a registry raises
@@ -152,7 +152,7 @@ def load_production_model(settings: Settings) -> LoadedModel:
 
 
 @contextlib.contextmanager
-def _mlflow_pointed_at(uri: str) -> Iterator[None]:
+def mlflow_pointed_at(uri: str) -> Iterator[None]:
     """MLflow's tracking and registry URIs set to ``uri`` for the block, then restored.
 
     The registry loader uses MLflow's process-wide URIs; a batch run (or a test) must not leave
