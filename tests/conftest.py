@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.spark",
     "tests.fixtures.s3",
     "tests.fixtures.mirror",
+    "tests.fixtures.scored_lake",
     "tests.fixtures.postgres",
 ]
 

@@ -14,6 +14,7 @@ from wikichurn.cli.app import app
 from wikichurn.cli.demo import run_demo
 from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES
+from wikichurn.serving.batch import GOLD_SCORES
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +26,9 @@ def test_demo_builds_the_lake_and_the_report_and_reruns_idempotently(tmp_path: P
     assert "EDA report:" in text and "churn base rate" in text
     assert "@production" in text and "baseline_heuristic" in text  # trained, compared, promoted
     assert "POST /score" in text and "curl -s -X POST" in text and "unknown_domain" in text  # served
+    assert "gold_churn_scores:" in text and "wikichurn dashboard --lake" in text  # batch-scored, dashboard shown
     lake = Path(settings.lake_uri)
-    for table in (tables.BRONZE, tables.SILVER_CLEAN, tables.GOLD_DAILY, GOLD_FEATURES, "gold_kpis_daily"):
+    for table in (tables.BRONZE, tables.SILVER_CLEAN, tables.GOLD_DAILY, GOLD_FEATURES, "gold_kpis_daily", GOLD_SCORES):
         assert DeltaTable(str(lake / table)).to_pyarrow_table().num_rows > 0, table
     assert (tmp_path / "demo" / "eda" / "report.html").stat().st_size > 50_000
     versions = {t: DeltaTable(str(lake / t)).version() for t in (tables.BRONZE, tables.GOLD_DAILY)}
@@ -48,6 +50,8 @@ def test_demo_builds_the_lake_and_the_report_and_reruns_idempotently(tmp_path: P
         ["pipeline", "run"],
         ["features"],
         ["eda"],
+        ["score"],
+        ["dashboard"],
         ["warehouse", "export"],
         ["demo"],
     ],

@@ -145,14 +145,35 @@ def pipeline_run(as_json: JsonOpt = False) -> None:
     from wikichurn.core.settings import load_settings
     from wikichurn.pipeline.lakehouse.run import run_pipeline
     from wikichurn.pipeline.spark import build_spark
+    from wikichurn.serving.batch import score_if_production
 
     settings = load_settings()
     with build_spark(settings) as spark:
         result = run_pipeline(spark, settings)
+        scored = score_if_production(spark, settings)  # gold_churn_scores, when a production model exists
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(json.dumps({**result.to_dict(), "scoring": scored.describe() if scored else None}))
     else:
         _print_pipeline(result.table_counts, result.describe())
+        if scored:
+            console.print(scored.describe())
+
+
+@app.command()
+def score() -> None:
+    """Score every domain on every complete day not yet scored by the production model (gold_churn_scores)."""
+    from wikichurn.core.settings import get_settings
+    from wikichurn.pipeline.spark import build_spark
+    from wikichurn.serving.batch import NoProductionModelError, run_scoring
+
+    settings = get_settings()
+    with build_spark(settings) as spark:
+        try:
+            result = run_scoring(spark, settings)
+        except (NoProductionModelError, FileNotFoundError) as exc:
+            console.print(f"[red]{exc}[/red]\nno production model yet: run `wikichurn train` (after `pipeline run`)")
+            raise typer.Exit(code=1) from exc
+    console.print(result.describe())
 
 
 @features_app.callback()
@@ -284,6 +305,25 @@ def serve(
     run(host, port, settings=load_serving_settings(), access_log=access_log)
 
 
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8501,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    lake: Annotated[str | None, typer.Option(help="lake folder or s3:// URI (default: settings lake_uri)")] = None,
+    mlflow_root: Annotated[
+        Path | None, typer.Option(help="start a local MLflow server on this folder (e.g. data/demo/mlflow)")
+    ] = None,
+) -> None:
+    """Open the BI dashboard (Streamlit): at-risk domains, engagement, data quality, the model."""
+    from wikichurn.core.settings import get_settings
+    from wikichurn.dashboard.launch import run_dashboard
+    from wikichurn.serving.batch import tracking_uri
+
+    console.print(f"dashboard at http://{host}:{port}  (Ctrl-C to stop)")
+    uri = None if mlflow_root else tracking_uri(get_settings())
+    raise typer.Exit(run_dashboard(host=host, port=port, lake_uri=lake, tracking_uri=uri, mlflow_root=mlflow_root))
+
+
 def _emit(result: Any, as_json: bool) -> None:
     """A command's result: its JSON form with --json, else its description."""
     if as_json:
@@ -311,11 +351,17 @@ def demo(
     domains: Annotated[int, typer.Option(min=10, help="simulated domain codes")] = 500,
     seed: Annotated[int, typer.Option(help="random seed")] = 7,
     trials: Annotated[int, typer.Option(min=1, help="Optuna trials of the training step")] = 10,
+    open_dashboard: Annotated[bool, typer.Option("--dashboard", help="then open the dashboard on the demo")] = False,
 ) -> None:
     """The end-to-end demo, offline: simulate -> ingest over HTTP -> lake -> EDA -> train and promote."""
     from wikichurn.cli.demo import run_demo
 
     run_demo(workdir, days=days, domains=domains, seed=seed, trials=trials, console=console)
+    if open_dashboard:
+        from wikichurn.dashboard.launch import run_dashboard
+
+        console.print("dashboard at http://127.0.0.1:8501  (Ctrl-C to stop)")
+        raise typer.Exit(run_dashboard(lake_uri=str(workdir / "lake"), mlflow_root=workdir / "mlflow"))
 
 
 def main() -> None:

@@ -121,6 +121,9 @@ def run_demo(
 
         console.rule("[bold]6/6 serve the production model and score a few domains")
         if trained.promotion.alias == cfg.promotion.production_alias or _has_production(mlflow_server.url, cfg):
+            from wikichurn.serving.batch import run_scoring
+
+            console.print(run_scoring(spark, settings).describe())  # gold_churn_scores, for the dashboard
             _serve_and_score(mlflow_server.url, snapshot.path, console)
         else:
             console.print("no model holds the production alias yet: nothing to serve (see the promotion line)")
@@ -130,8 +133,14 @@ def run_demo(
     console.print(f"lakehouse: {settings.lake_uri}   (Delta tables; read them with deltalake or Spark)")
     console.print(f"EDA report: {eda.report}")
     console.print(f"MLflow UI : wikichurn mlflow-server --root {workdir / 'mlflow'}   then open http://127.0.0.1:5000")
+    console.print(f"dashboard : {dashboard_command(workdir)}   then open http://127.0.0.1:8501")
     console.print(f"demo took {time.monotonic() - started:.0f} s")
     return settings
+
+
+def dashboard_command(workdir: Path) -> str:
+    """The command that opens the dashboard on the demo's lake and registry."""
+    return f"wikichurn dashboard --lake {workdir / 'lake'} --mlflow-root {workdir / 'mlflow'}"
 
 
 def _show_tables(spark: SparkSession, settings: Settings, counts: dict[str, int], console: Console) -> None:

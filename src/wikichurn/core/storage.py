@@ -182,3 +182,17 @@ def open_store(uri: str, s3: S3Settings) -> RawStore:
     if "://" in uri and not uri.startswith("file://"):
         raise ValueError(f"unsupported storage URI {uri!r}: use a folder or s3://bucket/prefix")
     return LocalStore(uri.removeprefix("file://"))
+
+
+def delta_storage_options(s3: S3Settings) -> dict[str, str]:
+    """``storage_options`` for ``deltalake`` (delta-rs) on S3 from the same settings Spark uses."""
+    options = {"AWS_REGION": s3.region}
+    if s3.endpoint_url:
+        options["AWS_ENDPOINT_URL"] = s3.endpoint_url
+        options["AWS_ALLOW_HTTP"] = str(s3.allow_http).lower()
+    if s3.access_key_id and s3.secret_access_key:
+        options["AWS_ACCESS_KEY_ID"] = s3.access_key_id
+        options["AWS_SECRET_ACCESS_KEY"] = s3.secret_access_key
+    elif s3.anonymous:
+        options["AWS_SKIP_SIGNATURE"] = "true"
+    return options

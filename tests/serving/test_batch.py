@@ -1,0 +1,149 @@
+"""Batch scoring on a real lake and a real registry: the table equals ``POST /score``, runs are incremental."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+from fastapi.testclient import TestClient
+from pyspark.sql import SparkSession
+
+from tests.fixtures.scored_lake import LAKE_MODEL, ScoredLake
+from tests.serving.conftest import mlflow_pointed_at
+from wikichurn.core.churn import KEY_COLUMNS
+from wikichurn.core.settings import Settings
+from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, export_snapshot
+from wikichurn.pipeline.lakehouse.lake import Lake
+from wikichurn.serving.batch import (
+    GOLD_SCORES,
+    SCORE_COLUMNS,
+    TOP_REASONS,
+    feature_records,
+    format_value,
+    load_production_model,
+    reason_columns,
+    run_scoring,
+    score_if_production,
+    score_records,
+)
+from wikichurn.serving.config import ServingSettings
+from wikichurn.serving.main import create_app
+
+pytestmark = pytest.mark.slow
+
+
+def _scores(settings: Settings) -> pd.DataFrame:
+    return DeltaTable(f"{settings.lake_uri}/{GOLD_SCORES}").to_pandas()
+
+
+def test_first_run_scores_every_complete_day_once(scored_lake: ScoredLake) -> None:
+    scores = _scores(scored_lake.settings)
+    assert list(scores.columns) == list(SCORE_COLUMNS)
+    features = DeltaTable(f"{scored_lake.settings.lake_uri}/{GOLD_FEATURES}").to_pandas()
+    complete = features[features["day_hours_available"] >= 24]
+    assert len(scores) == len(complete) == scored_lake.scoring.rows > 0
+    assert not scores.duplicated(["domain_code", "event_date", "model_version"]).any()
+    assert set(scores["model_version"]) == {scored_lake.trained.promotion.version}
+    assert set(scores["model_name"]) == {LAKE_MODEL}
+    assert (scores["churn"] == (scores["risk_score"] >= scores["threshold"])).all()
+    assert scores[reason_columns(1)[0]].notna().all()
+
+
+def test_table_equals_the_api_for_the_same_domain_and_day(
+    scored_lake: ScoredLake, spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = scored_lake.settings
+    snapshot = export_snapshot(spark, settings, tmp_path / "snapshot.parquet")
+    serving = ServingSettings(
+        model_name=LAKE_MODEL, snapshot_path=str(snapshot.path), model_cache_dir=str(tmp_path / "models")
+    )
+    scores = _scores(settings)
+    day = scores[scores["event_date"] == pd.Timestamp(snapshot.as_of).date()].set_index("domain_code")
+    assert len(day) == snapshot.domains > 0
+    # The app loads the model through MLflow's process-wide URI: point it at this lake's registry.
+    with mlflow_pointed_at(scored_lake.server.url), TestClient(create_app(serving, churn=settings.churn)) as client:
+        body = {"instances": [{"domain_code": d} for d in day.index], "explain": True}
+        results = client.post("/score", json=body).json()["results"]
+    for result in results:
+        row = day.loc[result["domain_code"]]
+        assert row["risk_score"] == result["risk_score"]  # exactly: same rows, same code, same booster
+        assert bool(row["churn"]) == result["churn"]
+        assert row["threshold"] == result["threshold"]
+        assert row["model_version"] == result["model_version"]
+        for k, item in enumerate(result["explanation"]["contributions"][:TOP_REASONS], start=1):
+            feature, value, contribution = reason_columns(k)
+            assert (row[feature], row[value], row[contribution]) == (
+                item["feature"],
+                format_value(item["value"]),
+                item["contribution"],
+            )
+
+
+def test_second_run_writes_nothing(scored_lake: ScoredLake, spark: SparkSession) -> None:
+    path = f"{scored_lake.settings.lake_uri}/{GOLD_SCORES}"
+    before = DeltaTable(path).version()
+    again = run_scoring(spark, scored_lake.settings)
+    assert again.rows == 0 and again.days == []
+    assert DeltaTable(path).version() == before
+    # The pipeline's hook is the same job: nothing new either.
+    hooked = score_if_production(spark, scored_lake.settings)
+    assert hooked is not None and hooked.rows == 0
+
+
+def test_only_unscored_days_are_scored(scored_lake: ScoredLake, spark: SparkSession) -> None:
+    settings = scored_lake.settings
+    before = _scores(settings).sort_values(["domain_code", "event_date"]).reset_index(drop=True)
+    last = max(before["event_date"])
+    Lake(spark, settings).delete_where(GOLD_SCORES, f"event_date = DATE'{last.isoformat()}'")
+    result = run_scoring(spark, settings)
+    assert result.days == [last]
+    assert result.rows == int((before["event_date"] == last).sum())
+    after = _scores(settings).sort_values(["domain_code", "event_date"]).reset_index(drop=True)
+    same = [c for c in SCORE_COLUMNS if c != "scored_at"]
+    pd.testing.assert_frame_equal(after[same], before[same])
+
+
+def test_one_booster_call_per_day(scored_lake: ScoredLake, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = load_production_model(scored_lake.settings)
+    features = DeltaTable(f"{scored_lake.settings.lake_uri}/{GOLD_FEATURES}").to_pandas()
+    days = sorted(features["event_date"].unique())[-3:]
+    columns = [*KEY_COLUMNS, *(c for c in model.scorer.features if c not in KEY_COLUMNS)]
+    frame = features[features["event_date"].isin(days)][columns]
+    calls: list[dict[str, Any]] = []
+    predict = model.scorer.booster.predict
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(model.scorer.booster, "predict", counting)
+    rows = score_records(model, feature_records(frame))
+    assert len(rows) == len(frame) > 3 * 10
+    # Per day: one call for the scores, one for the contributions; never one per row.
+    assert len(calls) == 2 * len(days)
+    assert sum(1 for kwargs in calls if kwargs.get("pred_contrib")) == len(days)
+
+
+def test_no_tracking_uri_skips_scoring(spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert score_if_production(spark, Settings(lake_uri=str(tmp_path / "lake"))) is None
+
+
+def test_score_command_without_a_model_says_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from wikichurn.cli.app import app
+    from wikichurn.core.settings import get_settings
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("WIKICHURN_LAKE_URI", str(tmp_path / "lake"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["score"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "no production model yet: run `wikichurn train`" in result.output
