@@ -91,13 +91,16 @@ def ingest(
     dest: Annotated[str | None, typer.Option(help="raw folder or s3://bucket/prefix (default: settings)")] = None,
 ) -> None:
     """Land projectviews files from the dumps site into raw storage (idempotent)."""
+    from wikichurn.cli.errors import fail_clearly
     from wikichurn.core.settings import get_settings
     from wikichurn.pipeline.ingest.land import ingest as run_ingest
 
     settings = get_settings()
     first = start.date() if start else _yesterday()
     last = end.date() if end else first
-    summary = run_ingest(source or settings.source_url, dest or settings.raw_uri, first, last, settings, progress=True)
+    source, dest = source or settings.source_url, dest or settings.raw_uri
+    with fail_clearly("ingest", console):
+        summary = run_ingest(source, dest, first, last, settings, progress=True)
     console.print(summary.describe())
     if summary.failed:
         raise typer.Exit(code=1)
@@ -106,15 +109,22 @@ def ingest(
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON only")]
 
 
+WaitOpt = Annotated[bool, typer.Option("--wait", help="wait for another writer to finish instead of exiting 75")]
+WaitTimeoutOpt = Annotated[float | None, typer.Option(min=0, help="with --wait: give up after this many seconds")]
+
+
 @pipeline_app.command("run")
-def pipeline_run(as_json: JsonOpt = False) -> None:
-    """Run bronze -> silver -> gold incrementally and print a per-table summary."""
+def pipeline_run(as_json: JsonOpt = False, wait: WaitOpt = False, wait_timeout: WaitTimeoutOpt = None) -> None:
+    """Run bronze -> silver -> gold incrementally and print a per-table summary (one writer per lake)."""
+    from wikichurn.cli.errors import fail_clearly
     from wikichurn.core.settings import get_settings
+    from wikichurn.pipeline.lakehouse.lock import writer_lock
     from wikichurn.pipeline.lakehouse.run import run_pipeline
     from wikichurn.pipeline.spark import build_spark
 
     settings = get_settings()
-    with build_spark(settings) as spark:
+    lock = writer_lock(settings, command="wikichurn pipeline run", wait=wait, wait_timeout_s=wait_timeout)
+    with fail_clearly("pipeline run", console), lock, build_spark(settings) as spark:
         result = run_pipeline(spark, settings)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))

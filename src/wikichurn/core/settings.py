@@ -94,6 +94,8 @@ class PipelineSettings(BaseModel):
 
     # Raw files read per bronze write: bounds memory on a cold start over a long history.
     bronze_batch_files: int = Field(default=2000, ge=1)
+    # Writer lease on the lake (pipeline/lakehouse/lock.py): expires this long after its last renewal.
+    lock_ttl_s: float = Field(default=60.0, ge=1)
 
 
 class ChurnSettings(BaseModel):
