@@ -100,6 +100,11 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
 
     listing = store.list_files()
     candidates = [f for f in listing if is_raw_key(f.key)]
+    # Refused by size before reading (real files are tens of KB): left in place, named at every run.
+    limit = settings.ingest.max_file_bytes
+    if oversized := [f.key for f in candidates if f.size > limit]:
+        log.warning("not reading %d raw files over ingest.max_file_bytes (%d): %s", len(oversized), limit, oversized)
+        candidates = [f for f in candidates if f.size <= limit]
     result.files_ignored = len(listing) - len(candidates)
     sizes = {store.uri(f.key): f.size for f in candidates}
 
