@@ -245,6 +245,8 @@ class ServingSettings(BaseModel):
     max_history_days: int = Field(default=4000, ge=2)
     # Request bodies above this many bytes are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # A request body stalling longer than this between two chunks is answered 408 (slowloris bodies).
+    body_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class Settings(BaseSettings):
