@@ -185,3 +185,34 @@ def test_killed_runs_converge_to_the_uninterrupted_result(world: dict) -> None:
     print(f"\nchaos: {len(kills)} kills, by phase: {dict(phases)}; timelines: {world['timelines']}")
     assert len(kills) >= 20, kills
     assert len(phases) >= 4, phases  # the kills really were spread over the run's phases
+
+
+def test_killed_ingest_never_shows_a_partial_file_and_completes(
+    small_mirror: Path, mirror_url: str, tmp_path: Path
+) -> None:
+    from tests.fixtures.mirror import SMALL_MIRROR_END, SMALL_MIRROR_START
+    from tests.reliability.faults import FaultyFront
+
+    expected = {str(p.relative_to(small_mirror)): p.read_bytes() for p in small_mirror.glob("*/*/projectviews-*")}
+    raw = tmp_path / "raw"
+    env = cli_env(raw, tmp_path / "lake")
+    kills = 0
+    # Slow downloads (40 ms a file, 4 at a time): a 240-file ingest takes seconds, and kills land mid-transfer.
+    with FaultyFront(mirror_url, delay_s=0.04) as front:
+        args = [WIKICHURN, "ingest", "--source", front.url, "--dest", str(raw)]
+        args += ["--start", f"{SMALL_MIRROR_START}", "--end", f"{SMALL_MIRROR_END}"]
+        for offset in (1.2, 1.6, 2.0, 2.4, 2.8):
+            proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            try:
+                proc.wait(timeout=offset)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+            visible = {str(p.relative_to(raw)): p.read_bytes() for p in raw.glob("*/*/projectviews-*")}
+            assert all(expected[key] == data for key, data in visible.items())  # whole files only
+        done = wikichurn(*args[1:], env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert kills >= 3
+    assert {str(p.relative_to(raw)): p.read_bytes() for p in raw.glob("*/*/projectviews-*")} == expected
