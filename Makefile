@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast lint install clean lambda-zip stack-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,16 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow and not jvm"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts deploy
+	$(BIN)/ruff format --check src tests benchmarks scripts deploy
+
+# The AWS Lambda deployment zip of the ingestion handler (deploy/lambda/template.yaml deploys it).
+lambda-zip: $(STAMP)
+	$(BIN)/python deploy/lambda/package.py
+
+# docker compose up for real on a Docker engine (started by hand if needed), checked end to end.
+stack-test: $(STAMP)
+	scripts/stack-test
 
 clean:
 	rm -rf data/demo .pytest_cache

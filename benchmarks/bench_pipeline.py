@@ -4,14 +4,24 @@ Each phase runs in its own process so its peak memory (RSS, Sail's engine includ
 in-process) is its own. Results go to a JSON file and a markdown section of docs/benchmarks.md.
 
     python benchmarks/bench_pipeline.py run --days 365 --domains 1000
+    python benchmarks/bench_pipeline.py run --baseline 46bcc11   # + the cold run of an older commit
+    python benchmarks/bench_pipeline.py compare --baseline 46bcc11 --days 31   # same tables?
+
+With ``--baseline REV`` the cold run of commit REV's code (exported with ``git archive``) runs in
+the same benchmark, on the same raw files, next to the DuckDB reference and the current code, so
+before/after ratios come from one run on one machine load. Each cold run reports where its time
+went: the current code from ``PipelineResult.phases``, older code from the gaps between its log
+lines.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -30,10 +40,42 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _settings(workdir: Path) -> Any:
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads): less sensitive to busy neighbours
+    than wall time, which waits while they hold the cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _settings(workdir: Path, lake: str = "lake") -> Any:
     from wikichurn.core.settings import Settings
 
-    return Settings(raw_uri=str(workdir / "raw"), lake_uri=str(workdir / "lake"))
+    return Settings(raw_uri=str(workdir / "raw"), lake_uri=str(workdir / lake))
+
+
+def _load() -> str:
+    """The machine's load averages (1, 5, 15 min): neighbours share the cores."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class _LogGaps(logging.Handler):
+    """Times the gaps between a run's log lines (wall and process CPU): a profile that reads the
+    same for code with and without step timers, and CPU time that busy neighbours barely move."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.last, self.last_cpu = time.monotonic(), _cpu_seconds()
+        self.gaps: dict[str, list[float]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now, cpu = time.monotonic(), _cpu_seconds()
+        # "bronze: appended 2000 files" -> "bronze: appended"; the run summary is "run ...".
+        words = [w for w in record.getMessage().split() if not w[0].isdigit()]
+        label = " ".join(words[:2]) if words and words[0].endswith(":") else words[0] if words else "?"
+        wall_cpu = self.gaps.setdefault(label, [0.0, 0.0])
+        wall_cpu[0] += now - self.last
+        wall_cpu[1] += cpu - self.last_cpu
+        self.last, self.last_cpu = now, cpu
 
 
 def _phase_simulate(workdir: Path, days: int, domains: int) -> dict[str, Any]:
@@ -59,16 +101,32 @@ def _ingest(workdir: Path, mirror: str, start: date, end: date) -> dict[str, Any
     return {"downloaded": summary.downloaded, "bytes": summary.bytes_downloaded, "listed": summary.listed}
 
 
-def _pipeline(workdir: Path) -> dict[str, Any]:
+def _pipeline(workdir: Path, lake: str) -> dict[str, Any]:
     from wikichurn.pipeline.lakehouse.run import run_pipeline
     from wikichurn.pipeline.spark import build_spark
 
-    settings = _settings(workdir)
+    settings = _settings(workdir, lake)
+    gaps = _LogGaps()
+    logger = logging.getLogger("wikichurn.pipeline.lakehouse")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(gaps)
     with build_spark(settings) as spark:
-        started = time.monotonic()
+        started = gaps.last = time.monotonic()
+        gaps.last_cpu = _cpu_seconds()
         result = run_pipeline(spark, settings, features=False)
         seconds = time.monotonic() - started
-    return {"files_new": result.files_new, "bronze_rows": result.bronze_rows, "job_seconds": seconds}
+    return {
+        "files_new": result.files_new,
+        "bronze_rows": result.bronze_rows,
+        "clean_rows": result.clean_rows,
+        "quarantined_rows": result.quarantined_rows,
+        "job_seconds": seconds,
+        # Wall and CPU seconds between log lines (older code has no step timers), and the run's
+        # own step timers where it has them.
+        "log_gaps": gaps.gaps,
+        "phases": getattr(result, "phases", None),
+        "code": str(Path(sys.modules["wikichurn"].__file__ or "").parent),
+    }
 
 
 def _features(workdir: Path) -> dict[str, Any]:
@@ -143,18 +201,54 @@ def phase(
     elif name == "ingest_next":
         data = _ingest(workdir, "mirror_next", end + timedelta(days=1), end + timedelta(days=1))
     elif name in ("pipeline_cold", "pipeline_incremental"):
-        data = _pipeline(workdir)
+        data = _pipeline(workdir, "lake")
+    elif name == "pipeline_cold_baseline":
+        data = _pipeline(workdir, "lake_baseline")
     elif name == "features":
         data = _features(workdir)
     elif name == "duckdb":
         data = _duckdb(workdir)
     else:
         raise typer.BadParameter(f"unknown phase {name}")
-    data.update(seconds=time.monotonic() - started, peak_rss_mb=_peak_rss_mb())
+    data.update(
+        seconds=time.monotonic() - started, cpu_seconds=_cpu_seconds(), peak_rss_mb=_peak_rss_mb(), load_after=_load()
+    )
     typer.echo(json.dumps(data))
 
 
-PHASES = ("simulate", "ingest", "pipeline_cold", "features", "duckdb", "ingest_next", "pipeline_incremental")
+# The baseline's cold run, DuckDB and the current cold run are neighbours, so the machine's load
+# (shared with other jobs) is as alike as it can be for the ratios between them.
+PHASES = (
+    "simulate",
+    "ingest",
+    "pipeline_cold_baseline",
+    "duckdb",
+    "pipeline_cold",
+    "features",
+    "ingest_next",
+    "pipeline_incremental",
+)
+
+
+def _export_baseline(rev: str, target: Path) -> Path:
+    """The ``src/`` tree of commit ``rev`` of the repository in the working directory."""
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", rev, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "src"
+
+
+def _run_phase(name: str, workdir: Path, days: int, domains: int, src: Path | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "phase", name, str(workdir), "--days", str(days), "--domains", str(domains)]
+    env = {**os.environ, "RUST_LOG": "warn"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)  # ahead of the installed (editable) package
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise typer.Exit(1)
+    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return data
 
 
 @app.command()
@@ -163,91 +257,148 @@ def run(
     days: int = 365,
     domains: int = 1000,
     results: Annotated[Path, typer.Option(help="JSON results file")] = Path("docs/benchmarks-pipeline.json"),
+    baseline: Annotated[str | None, typer.Option(help="also time the cold run of this git commit")] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="phases to leave out (e.g. duckdb on a long run)")] = None,
 ) -> None:
     """Run every phase in order, each in a fresh process, and save the measurements."""
-    import shutil
-
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
+    src = _export_baseline(baseline, workdir / "baseline") if baseline else None
     measured: dict[str, Any] = {}
+    load_before = _load()
     for name in PHASES:
-        cmd = [sys.executable, __file__, "phase", name, str(workdir), "--days", str(days), "--domains", str(domains)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "RUST_LOG": "warn"})
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr[-4000:])
-            raise typer.Exit(1)
-        measured[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        if name in (skip or []) or (name == "pipeline_cold_baseline" and src is None):
+            continue
+        measured[name] = _run_phase(name, workdir, days, domains, src if name == "pipeline_cold_baseline" else None)
         typer.echo(f"{name:22s} {json.dumps(measured[name])}")
     meta = {
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "days": days,
         "domains": domains,
+        "baseline": baseline,
+        "load_before": load_before,
+        "load_after": _load(),
     }
     results.write_text(json.dumps({"meta": meta, "phases": measured}, indent=2) + "\n")
     typer.echo(f"results written to {results}")
     typer.echo(markdown(meta, measured))
 
 
+def _row(phases: dict[str, Any], name: str, label: str, note: str) -> str | None:
+    data = phases.get(name)
+    if data is None:
+        return None
+    cells = (label, f"{data['seconds']:.1f}", f"{data['peak_rss_mb']:,.0f}", note.format(**data), data["load_after"])
+    return "| " + " | ".join(cells) + " |"
+
+
 def markdown(meta: dict[str, Any], phases: dict[str, Any]) -> str:
-    """The results as the markdown table of docs/benchmarks.md."""
-    cold, duck = phases["pipeline_cold"], phases["duckdb"]
-    ing, inc = phases["ingest"], phases["pipeline_incremental"]
-    lines = phases["simulate"]["lines"]
-    job = cold["job_seconds"]
-    rows = [
-        (
-            "simulate one year (mirror)",
-            phases["simulate"]["seconds"],
-            phases["simulate"]["peak_rss_mb"],
-            f"{phases['simulate']['files']:,} files, {lines:,} lines",
-        ),
-        (
-            "ingest from the local HTTP mirror",
-            phases["ingest"]["seconds"],
-            phases["ingest"]["peak_rss_mb"],
-            f"{ing['downloaded']:,} files, {ing['downloaded'] / ing['seconds']:.0f} files/s",
-        ),
-        (
+    """The results as the markdown tables of docs/benchmarks.md."""
+    lines = phases.get("simulate", {}).get("lines", 0)
+    notes = {
+        "simulate": ("simulate the mirror", "{files:,} files, {lines:,} lines"),
+        "ingest": ("ingest from the local HTTP mirror", "{downloaded:,} files"),
+        "pipeline_cold_baseline": ("pipeline, cold, baseline code", "{bronze_rows:,} lines (job {job_seconds:.1f} s)"),
+        "duckdb": ("DuckDB reference (parse + aggregate)", "{gold_rows:,} gold rows"),
+        "pipeline_cold": (
             "pipeline, cold (bronze -> silver -> gold)",
-            cold["seconds"],
-            cold["peak_rss_mb"],
-            f"{cold['bronze_rows']:,} lines, {cold['bronze_rows'] / job:,.0f} lines/s (job {job:.1f} s)",
+            "{bronze_rows:,} lines (job {job_seconds:.1f} s)",
         ),
-        (
-            "DuckDB reference (parse + aggregate)",
-            duck["seconds"],
-            duck["peak_rss_mb"],
-            f"{lines / duck['seconds']:,.0f} lines/s; pipeline job / DuckDB = {job / duck['seconds']:.1f}x",
-        ),
-        (
-            "features (gold_churn_features)",
-            phases["features"]["seconds"],
-            phases["features"]["peak_rss_mb"],
-            f"{phases['features']['rows']:,} rows (job {phases['features']['job_seconds']:.1f} s), "
-            f"base rate {phases['features']['positive_rate']:.1%}",
-        ),
-        (
-            "ingest one new day",
-            phases["ingest_next"]["seconds"],
-            phases["ingest_next"]["peak_rss_mb"],
-            f"{phases['ingest_next']['downloaded']} files",
-        ),
-        (
-            "pipeline, incremental day",
-            phases["pipeline_incremental"]["seconds"],
-            phases["pipeline_incremental"]["peak_rss_mb"],
-            f"{inc['bronze_rows']:,} lines (job {inc['job_seconds']:.1f} s)",
-        ),
-    ]
+        "features": ("features (`gold_churn_features`)", "{rows:,} rows (job {job_seconds:.1f} s)"),
+        "ingest_next": ("ingest one new day", "{downloaded} files"),
+        "pipeline_incremental": ("pipeline, incremental day", "{bronze_rows:,} lines (job {job_seconds:.1f} s)"),
+    }
     out = [
-        f"{meta['days']} days x {meta['domains']} domains, {meta['machine']}, {meta['date']}",
+        f"{meta['days']} days x {meta['domains']} domains ({lines:,} lines), {meta['machine']}, {meta['date']}; "
+        f"load average before {meta.get('load_before', '?')}, after {meta.get('load_after', '?')}",
         "",
-        "| phase | wall s (process) | peak RSS MB | notes |",
-        "|---|---:|---:|---|",
+        "| phase | wall s (process) | peak RSS MB | notes | load after (1/5/15 min) |",
+        "|---|---:|---:|---|---|",
     ]
-    out += [f"| {name} | {sec:.1f} | {rss:,.0f} | {note} |" for name, sec, rss, note in rows]
+    out += [row for name, (label, note) in notes.items() if (row := _row(phases, name, label, note))]
+    duck = phases.get("duckdb")
+    colds = [(n, phases[n]) for n in ("pipeline_cold_baseline", "pipeline_cold") if n in phases]
+    if duck and colds:
+        out += [
+            "",
+            "| cold run | job s | DuckDB s | job / DuckDB | process CPU s | DuckDB CPU s | CPU / DuckDB CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, cold in colds:
+            who = f"baseline `{meta.get('baseline')}`" if name.endswith("baseline") else "this code"
+            ratio, cpu = cold["job_seconds"] / duck["seconds"], cold["cpu_seconds"] / duck["cpu_seconds"]
+            out.append(
+                f"| {who} | {cold['job_seconds']:.1f} | {duck['seconds']:.1f} | **{ratio:.1f}x** "
+                f"| {cold['cpu_seconds']:.1f} | {duck['cpu_seconds']:.1f} | {cpu:.1f}x |"
+            )
+    for name, cold in colds:
+        out += [
+            "",
+            f"Where the time of `{name}` went (the gap before each log line of the run):",
+            "",
+            "| up to the log line | wall s | CPU s | CPU share |",
+            "|---|---:|---:|---:|",
+        ]
+        # The run's closing "phases: ..." line comes after the summary: nothing happens before it.
+        gaps = {k: v for k, v in cold["log_gaps"].items() if not k.startswith("phases")}
+        total = sum(cpu for _wall, cpu in gaps.values()) or 1.0
+        out += [f"| {step} | {wall:.1f} | {cpu:.1f} | {cpu / total:.0%} |" for step, (wall, cpu) in gaps.items()]
+        if cold.get("phases"):
+            out += ["", "Its own step timers (wall s): " + ", ".join(f"{k} {v:.1f}" for k, v in cold["phases"].items())]
     return "\n".join(out)
+
+
+def _table_rows(lake: Any, table: str) -> list[tuple[Any, ...]]:
+    """Every row of ``table`` without the columns that differ between runs by design."""
+    run_specific = {"_ingested_at", "run_id", "run_at", "bronze_watermark"}
+    df = lake.read(table)
+    df = df.select(*sorted(c for c in df.columns if c not in run_specific))
+    rows = []
+    for row in df.collect():
+        data = row.asDict()
+        if "report" in data:  # the DQ report's JSON holds the run id and time
+            report = json.loads(data["report"])
+            report.pop("run_id")
+            report.pop("run_at")
+            data["report"] = json.dumps(report, sort_keys=True)
+        rows.append(tuple(sorted(data.items())))
+    return sorted(rows, key=repr)
+
+
+@app.command()
+def compare(
+    baseline: Annotated[str, typer.Option(help="git commit whose code builds the reference lake")],
+    workdir: Annotated[Path, typer.Option(help="scratch folder (deleted first)")] = Path("/tmp/wikichurn-compare"),
+    days: int = 31,
+    domains: int = 1000,
+) -> None:
+    """Build the lake with commit ``baseline`` and with this code from the same raw files, and check
+    that every table holds the same rows (run ids and ingestion times aside)."""
+    from wikichurn.core.settings import Settings
+    from wikichurn.pipeline.lakehouse import lake as tables
+    from wikichurn.pipeline.lakehouse.lake import Lake
+    from wikichurn.pipeline.spark import build_spark
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    src = _export_baseline(baseline, workdir / "baseline")
+    for name in ("simulate", "ingest"):
+        _run_phase(name, workdir, days, domains)
+    old = _run_phase("pipeline_cold_baseline", workdir, days, domains, src)
+    new = _run_phase("pipeline_cold", workdir, days, domains)
+    typer.echo(f"baseline job {old['job_seconds']:.1f} s, this code {new['job_seconds']:.1f} s")
+    with build_spark(Settings()) as spark:
+        lakes = [Lake(spark, _settings(workdir, name)) for name in ("lake_baseline", "lake")]
+        differ = []
+        for table in tables.PIPELINE_TABLES:
+            before, after = (_table_rows(lake, table) for lake in lakes)
+            same = before == after
+            typer.echo(f"{table:34s} {len(before):>10,} rows  {'identical' if same else 'DIFFERENT'}")
+            if not same:
+                differ.append(table)
+    if differ:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.spark",
     "tests.fixtures.s3",
     "tests.fixtures.mirror",
+    "tests.fixtures.postgres",
 ]
 
 _exit_status = 0

@@ -40,7 +40,17 @@ def test_demo_builds_the_lake_and_the_report_and_reruns_idempotently(tmp_path: P
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["simulate"], ["mirror", "serve"], ["ingest"], ["pipeline", "run"], ["features"], ["eda"], ["demo"]],
+    [
+        [],
+        ["simulate"],
+        ["mirror", "serve"],
+        ["ingest"],
+        ["pipeline", "run"],
+        ["features"],
+        ["eda"],
+        ["warehouse", "export"],
+        ["demo"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"])

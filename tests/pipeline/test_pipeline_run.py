@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.lakehouse import lake as tables
-from wikichurn.pipeline.lakehouse import run as run_module
+from wikichurn.pipeline.lakehouse import steps as steps_module
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.run import PipelineResult, run_pipeline
 
@@ -44,6 +44,9 @@ def assert_conserved(spark: SparkSession, settings: Settings) -> None:
     lake = Lake(spark, settings)
     bronze = lake.count(tables.BRONZE)
     assert bronze == lake.count(tables.SILVER_CLEAN) + lake.count(tables.SILVER_QUARANTINE)
+    # What gold's hours_present relies on: a file holds at most one clean row per domain.
+    clean = lake.read(tables.SILVER_CLEAN)
+    assert clean.select("_source_path", "domain_code").distinct().count() == clean.count()
     # Independent reader: deltalake sees the same counts as the engine.
     for table in (tables.BRONZE, tables.SILVER_CLEAN, tables.SILVER_QUARANTINE):
         assert DeltaTable(f"{settings.lake_uri}/{table}").to_pyarrow_table().num_rows == lake.count(table)
@@ -71,6 +74,18 @@ def test_first_run_builds_every_table(spark: SparkSession, lake_settings: Settin
     }
     assert result.table_counts[tables.BRONZE_LEDGER] == 27  # the empty file is recorded too
     assert_conserved(spark, lake_settings)
+    # Every table step was timed (the benchmark's profile), and the steps fit in the run.
+    table_steps = (
+        "bronze",
+        "ledger",
+        "silver_classify",
+        "silver_clean",
+        "silver_quarantine",
+        "gold_merge",
+        "dq_report",
+    )
+    assert set(table_steps) <= set(result.phases)
+    assert 0 < sum(result.phases.values()) <= result.seconds
 
     report = Lake(spark, lake_settings).read(tables.SILVER_DQ_REPORTS).collect()
     assert len(report) == 1 and report[0]["rows_in"] == 55
@@ -125,7 +140,7 @@ def test_run_that_died_before_its_report_is_redone_exactly_once(
     def crash(*_args: object) -> dict[str, object]:
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(run_module, "_dq_report", crash)
+    monkeypatch.setattr(steps_module, "dq_report", crash)
     with pytest.raises(RuntimeError, match="killed"):
         run_pipeline(spark, lake_settings)  # bronze, silver and gold written; no report
     monkeypatch.undo()
@@ -141,3 +156,16 @@ def test_result_describes_itself() -> None:
 
     empty = PipelineResult(run_id="r1", run_at=datetime(2024, 1, 1))
     assert "nothing new" in empty.describe()
+
+
+def test_windows_line_endings_give_the_same_rows(spark: SparkSession, lake_settings: Settings) -> None:
+    write_raw(lake_settings, "projectviews-20240101-000000", ["en - 5 0", "de - 2 0"])
+    key = "2024/2024-01/projectviews-20240101-010000"
+    (Path(lake_settings.raw_uri) / key).write_bytes(b"en - 7 0\r\nde - 3 0\r\n\r\nfr - 1 0\r")
+    result = run_pipeline(spark, lake_settings, features=False)
+    assert (result.bronze_rows, result.clean_rows, result.quarantined_rows) == (5, 5, 0)
+    assert gold_rows(lake_settings) == {
+        ("en", date(2024, 1, 1)): (12, 2),
+        ("de", date(2024, 1, 1)): (5, 2),
+        ("fr", date(2024, 1, 1)): (1, 1),
+    }

@@ -43,6 +43,7 @@ def training_settings(server: TrackingServer, **overrides: Any) -> TrainingSetti
     defaults: dict[str, Any] = {
         "tracking_uri": server.url,
         "tuning": {"trials": 3},
+        "num_threads": 1,  # OpenMP threads spin against busy neighbours: 1 thread is far faster on shared CI
         "evaluation": {"shap_sample_rows": 300},
     }
     return load_training_settings(**{**defaults, **overrides})

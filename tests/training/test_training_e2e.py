@@ -13,15 +13,18 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 from mlflow import MlflowClient
+from pyspark.sql import SparkSession
 from sklearn.metrics import average_precision_score
 
 from wikichurn.core.churn import FEATURE_COLUMNS, LABEL_ONLY_COLUMNS, SEED_FEATURES
 from wikichurn.core.settings import Settings
+from wikichurn.training.data import load_feature_data
 from wikichurn.training.main import MainResult
 from wikichurn.training.model import ChurnScorer, as_categorical, download_model, read_meta
 from wikichurn.training.server import TrackingServer
 from wikichurn.training.tracking import (
     BUNDLE_DIR,
+    HOLDOUT_DIR,
     ROLE_HEURISTIC,
     ROLE_SEED,
     ROLE_TUNED,
@@ -30,6 +33,7 @@ from wikichurn.training.tracking import (
     TAG_TRAINING_ID,
     download_run_artifacts,
 )
+from wikichurn.training.tuning import fit_rounds
 
 from .conftest import E2E_EXPERIMENT, E2E_MODEL
 
@@ -184,11 +188,40 @@ def test_pyfunc_round_trip_matches_booster_and_scorer(
     assert np.array_equal(scorer.predict_proba(scorer.encode(features)), raw)  # the numpy fast path
     assert (served["churn"] == (served["risk_score"] >= scorer.threshold).astype(int)).all()
     assert served["risk_score"].between(0, 1).all()
-    # The test metric re-computed from the registered model is the logged one.
-
-    assert average_precision_score(test_rows["churn"], raw) == pytest.approx(
+    # The registered model was refit on every labelled row (test rows included), so the logged
+    # test metric comes from the holdout model: re-computed from it, it is the logged one.
+    holdout = ChurnScorer.from_dir(download_run_artifacts(trained.train.run_id, HOLDOUT_DIR, tmp_path / "holdout"))
+    assert average_precision_score(test_rows["churn"], holdout.predict_proba(test_rows)) == pytest.approx(
         trained.evaluation.test[ROLE_TUNED]["pr_auc"]
     )
+    assert not np.array_equal(holdout.predict_proba(test_rows), raw)
+
+
+def test_registered_model_refit_on_every_labelled_row(
+    trained: MainResult, churn_lake: Settings, spark: SparkSession, client: MlflowClient, tmp_path: Path
+) -> None:
+    data = load_feature_data(churn_lake, "gold_churn_features", spark)
+    meta = read_meta(download_model(trained.evaluation.model_uri, tmp_path / "model"))
+    claimed = meta["trained_rows"]
+    frame = data.frame
+    assert claimed["rows"] == len(frame) and claimed["positives"] == int(frame["churn"].sum())
+    assert claimed["start"] == str(frame["event_date"].min().date())
+    assert claimed["end"] == str(frame["event_date"].max().date())  # the latest label
+    assert claimed["end"] >= trained.train.split["test"]["end"]
+    # Refit on exactly those rows with the recorded parameters and rounds: the same trees.
+    scorer = ChurnScorer.from_dir(download_model(trained.evaluation.model_uri, tmp_path / "again"))
+    params = {**meta["params"], "verbosity": -1}
+    again = fit_rounds(frame, meta["features"], meta["categories"], params, meta["best_iteration"])
+    x = as_categorical(frame[meta["features"]], scorer.categories)
+    assert np.allclose(again.predict(x), scorer.booster.predict(x), rtol=0, atol=1e-12)
+    # The holdout model saw only rows before the test set and its gap; tags say so.
+    holdout = meta["holdout"]["rows"]
+    assert holdout["end"] < trained.train.split["test"]["start"]
+    tags = client.get_run(trained.train.run_id).data.tags
+    assert tags["wikichurn.trained_rows"] == f"{claimed['start']}..{claimed['end']}"
+    assert "walk-forward" in tags["wikichurn.metrics_protocol"]
+    version = client.get_model_version_by_alias(E2E_MODEL, "production")
+    assert version.tags["wikichurn.trained_rows_count"] == str(claimed["rows"])
 
 
 def test_pyfunc_signature_and_extra_columns(trained: MainResult, test_rows: pd.DataFrame) -> None:

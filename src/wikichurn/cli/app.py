@@ -9,7 +9,7 @@ import json
 import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import rich
 import typer
@@ -30,6 +30,8 @@ features_app = typer.Typer(
 )
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(features_app, name="features")
+warehouse_app = typer.Typer(help="Gold tables in a PostgreSQL warehouse (Redshift-style DDL).", no_args_is_help=True)
+app.add_typer(warehouse_app, name="warehouse")
 
 console = Console()
 
@@ -69,6 +71,37 @@ def simulate(
 
     summary = run_simulation(out, start.date(), end.date(), domains=domains, seed=seed, progress=True)
     console.print(summary.describe())
+
+
+@app.command()
+def replay(
+    daily: Annotated[Path, typer.Option(exists=True, file_okay=False, help="folder of real <wiki>.csv daily totals")],
+    out: Annotated[Path, typer.Option(help="folder to write the mirror into")],
+    seed: Annotated[int, typer.Option(help="seed of the hourly spread")] = 0,
+) -> None:
+    """Turn real daily totals (projectcounts/daily CSVs) into a mirror of hourly projectviews files."""
+    from wikichurn.sim.replay import replay as run_replay
+
+    console.print_json(data=run_replay(daily, out, seed=seed).to_dict())
+
+
+@app.command()
+def backtest(
+    daily: Annotated[Path, typer.Option(exists=True, file_okay=False, help="folder of real <wiki>.csv daily totals")],
+    work: Annotated[Path, typer.Option(help="scratch folder: mirror, raw files, lake")],
+    windows: Annotated[int, typer.Option(min=1, help="monthly forward windows (the last months)")] = 6,
+    trials: Annotated[int, typer.Option(help="Optuna trials per window (0 = settings)")] = 0,
+    wikis: Annotated[str, typer.Option(help="comma-separated database names (default: every file)")] = "",
+    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "wikichurn-backtest",
+) -> None:
+    """Replay real daily totals, build the lake, train at monthly cut-offs and score the next month."""
+    from wikichurn.training.backtest import backtest_daily
+    from wikichurn.training.config import load_training_settings
+
+    cfg = load_training_settings(experiment_name=experiment, **({"tuning": {"trials": trials}} if trials else {}))
+    result = backtest_daily(daily, work, cfg, windows=windows, wikis=wikis.split(",") if wikis else None)
+    console.print(result.table().round(4).to_string(index=False))
+    console.print_json(data=result.summary())
 
 
 @mirror_app.command("serve")
@@ -165,6 +198,26 @@ def features_export(
     console.print(result.describe())
 
 
+@warehouse_app.command("export")
+def warehouse_export(
+    url: Annotated[str | None, typer.Option(help="postgresql://user:password@host:port/db (default: settings)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load gold_daily_projectviews, the features and the KPI tables into PostgreSQL (COPY, upsert by key)."""
+    from wikichurn.core.settings import get_settings
+    from wikichurn.pipeline.spark import build_spark
+    from wikichurn.pipeline.warehouse import WarehouseError, export_warehouse
+
+    settings = get_settings()
+    try:
+        with build_spark(settings) as spark:
+            result = export_warehouse(spark, settings, url)
+    except WarehouseError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=1) from exc
+    _emit(result, as_json)
+
+
 @app.command()
 def eda(
     out: Annotated[Path, typer.Option(help="folder for report.html and plots/")] = Path("data/eda"),
@@ -182,10 +235,7 @@ def eda(
         except FileNotFoundError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(code=1) from exc
-    if as_json:
-        typer.echo(json.dumps(result.to_dict()))
-    else:
-        console.print(result.describe())
+    _emit(result, as_json)
 
 
 @app.command("mlflow-server")
@@ -242,6 +292,14 @@ def serve(
         # Through the environment: importing mlflow here would load pyspark before the service blocks it.
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     run(host, port, settings=load_serving_settings(), access_log=access_log)
+
+
+def _emit(result: Any, as_json: bool) -> None:
+    """A command's result: its JSON form with --json, else its description."""
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        console.print(result.describe())
 
 
 def _print_pipeline(counts: dict[str, int], text: str) -> None:

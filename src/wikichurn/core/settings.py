@@ -98,6 +98,13 @@ class PipelineSettings(BaseModel):
     lock_ttl_s: float = Field(default=60.0, ge=1)
 
 
+class WarehouseSettings(BaseModel):
+    """``wikichurn warehouse export``: the PostgreSQL database (Redshift-style DDL) the gold tables go to."""
+
+    url: str | None = Field(default=None, description="postgresql://user:password@host:5432/db")
+    db_schema: str = Field(default="wikichurn", min_length=1, description="schema the tables are created in")
+
+
 class ChurnSettings(BaseModel):
     """The churn definition: churn on day t if, within ``horizon_days``, daily views fall to
     ``factor`` x the mean of the ``window_days`` days before t."""
@@ -164,6 +171,20 @@ class TuningSettings(BaseModel):
     startup_trials: int = Field(default=5, ge=0)  # trials before TPE and the pruner kick in
 
 
+class CVSettings(BaseModel):
+    """Rolling-origin (walk-forward) cross-validation over the development dates (before test).
+
+    Each fold trains on every date before its validation block minus ``split.gap_days`` and
+    validates on the block; the blocks tile the dates after the first ``min_train_fraction``.
+    """
+
+    folds: int = Field(default=4, ge=1)
+    min_train_fraction: float = Field(default=0.7, gt=0, lt=1)  # of development dates, before fold 1
+    # Boosting rounds of a refit on n rows = median over folds of best_iteration x (n / fold rows) ** exponent.
+    rounds_exponent: float = Field(default=1.0, ge=0, le=1)
+    prune_after_folds: int = Field(default=1, ge=1)  # folds a trial runs before the pruner may stop it
+
+
 class ThresholdSettings(BaseModel):
     """How the decision threshold is picked on validation predictions (never on test)."""
 
@@ -204,6 +225,7 @@ class TrainingSettings(BaseModel):
     num_threads: int = Field(default=0, ge=0)  # LightGBM threads; 0 = its default
     split: SplitSettings = Field(default_factory=SplitSettings)
     tuning: TuningSettings = Field(default_factory=TuningSettings)
+    cv: CVSettings = Field(default_factory=CVSettings)
     threshold: ThresholdSettings = Field(default_factory=ThresholdSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
@@ -270,6 +292,7 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)

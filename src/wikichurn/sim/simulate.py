@@ -18,24 +18,42 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
-import os
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wikichurn.core.layout import file_name, month_folders, parse_file_time
-from wikichurn.sim.mirror import SITE_PREFIX, ListingEntry, render_listing
+from wikichurn.core.layout import file_name, month_folders
+from wikichurn.sim.catalog import Catalog, build_catalog, max_domains
+from wikichurn.sim.check import MANIFEST_NAME, churn_labels, churn_positive_rate, daily_totals, load_manifest
+from wikichurn.sim.codes import ACCESS
+from wikichurn.sim.events import draw_events, draw_precursors, missing_hours
+from wikichurn.sim.files import set_mtime, write_listings
+from wikichurn.sim.mirror import ListingEntry
+from wikichurn.sim.model import SimulationModel
+from wikichurn.sim.traffic import Traffic, day_factor
+
+__all__ = [
+    "MALFORMED_KINDS",
+    "MANIFEST_NAME",
+    "SimulationModel",
+    "SimulationSummary",
+    "churn_labels",
+    "churn_positive_rate",
+    "daily_totals",
+    "load_manifest",
+    "max_domains",
+    "simulate",
+]
+_missing = missing_hours  # the tests' historical name
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
-MANIFEST_NAME = "simulation.json"
 MANIFEST_VERSION = 1
 
 # Kinds of malformed lines, in the order the simulator draws them. Names match silver's reasons
@@ -48,66 +66,6 @@ MALFORMED_KINDS: tuple[str, ...] = (
     "duplicate_domain",
     "unexpected_page_title",
 )
-
-# Languages in rough order of traffic, with a typical UTC offset of their readers (hours):
-# ``code:offset``; ``*`` marks readers spread over many time zones (weaker daily cycle).
-_LANGUAGE_TABLE = """
-en:* de:1 ja:9 es:-4 ru:3 fr:1 it:1 zh:8 pt:-3 pl:1 fa:3.5 ar:3 nl:1 id:7 tr:3 uk:2 ko:9 vi:7 he:2
-sv:1 cs:1 hu:1 fi:2 th:7 ro:2 hi:5.5 no:1 da:1 el:2 bn:6 sr:1 bg:2 ca:1 ms:8 hr:1 sk:1 lt:2 simple:*
-sl:1 et:2 lv:2 az:4 ta:5.5 ur:5 kk:5 hy:4 ka:4 eu:1 ml:5.5 mr:5.5 te:5.5 gl:1 uz:5 be:3 sq:1 mk:1
-tl:8 eo:* bs:1 kn:5.5 arz:2 is:0 ne:5.75 af:2 si:5.5 la:* zh-yue:8 zh-min-nan:8 zh-classical:8
-be-tarask:3 cy:0 ga:0 sw:3 my:6.5 km:7 gu:5.5 pa:5.5 mn:8 ky:6 tg:5 tt:3 ba:5 ce:3 lb:1 ast:1 an:1
-oc:1 br:1 fy:1 nn:1 jv:7 su:7 ckb:3 ps:4.5 sd:5 am:3 so:3 ha:1 yo:1 ig:1 zu:2 xh:2 ceb:8 war:8 als:1
-bar:1 nds:1 pms:1 scn:1 vec:1 lmo:1 sco:0 yi:* fo:0 gd:0 li:1 lij:1 mt:1 rm:1 sc:1 wa:1 vo:* ia:*
-io:* ie:* jbo:* ang:0 sa:5.5 bo:8 dv:5 ug:6 or:5.5 as:5.5 mai:5.75 new:5.75 pnb:5 lo:7 ti:3 om:3
-rw:2 ln:1 kg:1 ny:2 sn:2 st:2 tn:2 ts:2 ss:2 ve:2 ff:0 wo:0 ak:0 tw:0 ee:0 bm:0 sg:1 lg:3 mg:3 ht:-5
-qu:-5 ay:-4 gn:-3 nah:-6 haw:-10 sm:13 to:13 fj:12 mi:12 ty:-10 ch:10 bi:11 kl:-2 iu:-5 cr:-6 chr:-5
-nv:-7 ik:-9 se:1 kv:3 udm:4 cv:3 sah:9 os:3 ab:3 av:3 lez:3 xmf:4 lbe:3 krc:3 kbd:3 ady:3 tyv:7
-bxr:8 xal:3 mhr:3 mrj:3 koi:5 myv:3 mdf:3 pnt:2 tcy:5.5 bpy:6 bh:5.5 pi:5.5 got:* cu:* ksh:1 pfl:1
-frr:1 stq:1 zea:1 vls:1 pcd:1 nrm:1 co:1 frp:1 fur:1 lad:2 hif:12 pih:11 kw:0 gv:0 aa:3 hz:2 ho:10
-mus:-6 kj:2 ii:8 cho:-6 ng:2
-"""
-LANGUAGES: tuple[tuple[str, float | None], ...] = tuple(
-    (code, None if tz == "*" else float(tz)) for code, tz in (token.split(":") for token in _LANGUAGE_TABLE.split())
-)
-
-# Project suffixes (no suffix = Wikipedia) and their typical share of the language's Wikipedia.
-PROJECTS: tuple[tuple[str, float], ...] = (
-    ("", 1.0),
-    ("d", 0.04),
-    ("s", 0.01),
-    ("q", 0.006),
-    ("b", 0.006),
-    ("voy", 0.003),
-    ("n", 0.002),
-    ("v", 0.002),
-)
-# Codes outside the language scheme: (code, prior share of English Wikipedia, access, tz).
-# ``.m`` is ambiguous: ``commons.m`` is desktop Commons, ``commons.m.m`` mobile Commons.
-SPECIALS: tuple[tuple[str, float, str, float | None], ...] = (
-    ("commons.m", 0.012, "desktop", None),
-    ("commons.m.m", 0.004, "mobile", None),
-    ("www.wd", 0.008, "desktop", None),
-    ("m.wd", 0.0015, "mobile", None),
-    ("meta.m", 0.0015, "desktop", None),
-    ("meta.m.m", 0.0003, "mobile", None),
-    ("species.m", 0.0006, "desktop", None),
-    ("species.m.m", 0.0004, "mobile", None),
-    ("www.w", 0.002, "desktop", None),
-    ("m.w", 0.0002, "mobile", None),
-    ("incubator.m", 0.0002, "desktop", None),
-    ("incubator.m.m", 0.00005, "mobile", None),
-    ("outreach.m", 0.00008, "desktop", None),
-    ("wikimania.m", 0.00005, "desktop", None),
-    ("foundation.f", 0.0004, "desktop", None),
-    ("foundation.m.f", 0.0002, "mobile", None),
-)
-ACCESS = ("desktop", "mobile", "zero")
-
-# Weekly profiles, Monday..Sunday, as relative deviations from the weekly mean. Measured on the
-# real English Wikipedia daily totals 2014-10..2015-06 (see docs/simulator.md).
-WEEKLY_DESKTOP = (0.080, 0.080, 0.060, 0.022, -0.022, -0.127, -0.074)
-WEEKLY_MOBILE = (0.019, -0.027, -0.045, -0.049, -0.054, 0.032, 0.138)
 
 _PAGE_TITLES = (
     "Main_Page",
@@ -133,63 +91,6 @@ _PAGE_TITLES = (
     "Python_(programming_language)",
 )
 _NON_NUMERIC = ("abc", "12x", "NaN", "n/a", "?", "x1", "--", "1O")
-
-
-@dataclass(frozen=True)
-class SimulationModel:
-    """Every knob of the traffic and defect model (documented in docs/simulator.md)."""
-
-    # Volumes: the mean hourly views of the domain ranked q (0 = biggest, 1 = smallest) is
-    # 10 ** (lo + (hi - lo) * (1 - q ** tail_shape)), times a log10 jitter.
-    top_hourly_views: float = 6.0e6
-    tail_hourly_views: float = 1.0
-    tail_shape: float = 0.45
-    level_jitter_log10: float = 0.15
-    min_hourly_views: float = 0.5
-    rank_noise: float = 0.5  # sd of the log-prior noise mixing which codes exist and their order
-    language_zipf: float = 1.25  # language size ~ rank ** -language_zipf
-    mobile_share: tuple[float, float] = (0.45, 0.75)  # per-language mobile share, uniform
-    zero_share: float = 0.0003  # prior share of the rare `.zero` access
-    # Seasonality.
-    diurnal_amplitude: float = 0.7  # log amplitude of the daily cycle, one time zone
-    global_diurnal_amplitude: float = 0.3  # readers spread over many time zones
-    desktop_peak_hour: float = 14.0  # local time
-    mobile_peak_hour: float = 20.5
-    weekly_desktop: tuple[float, ...] = WEEKLY_DESKTOP
-    weekly_mobile: tuple[float, ...] = WEEKLY_MOBILE
-    weekly_scale: tuple[float, float] = (0.3, 1.3)  # per-domain weekly amplitude factor, uniform
-    # Trend and noise (log scale).
-    trend_drift_sd: float = 0.15  # per year
-    trend_walk_sd: float = 0.004  # per day
-    day_noise_base: float = 0.022  # daily noise sd at ~3e8 views/day (English Wikipedia)
-    day_noise_per_decade: float = 0.035  # added per decade of daily views below 10 ** 8.5
-    day_noise_max: float = 0.25
-    day_noise_ar: float = 0.25  # AR(1) coefficient of the daily noise
-    hour_noise_sd: float = 0.05
-    # Life cycle (codes appearing / disappearing entirely), as a fraction of all codes.
-    appear_fraction: float = 0.03
-    disappear_fraction: float = 0.03
-    giants_fraction: float = 0.02  # the biggest codes never collapse, appear, disappear or spike
-    # Churn events: collapses to a fraction of the normal level.
-    collapse_rate: float = 0.011  # mean hazard per domain-day (scaled by size rank, see docs)
-    collapse_level: tuple[float, float] = (0.0, 0.25)
-    collapse_min_days: int = 3
-    collapse_mean_extra_days: float = 7.0
-    collapse_gap_days: int = 3  # minimum normal days between the end of one collapse and the next
-    permanent_fraction: float = 0.08
-    # Bot-like spikes.
-    spike_rate: float = 0.004  # per domain-day
-    spike_hours: tuple[int, int] = (1, 6)
-    spike_factor: tuple[float, float] = (5.0, 50.0)  # log-uniform
-    # Data-quality defects.
-    missing_hour_rate: float = 0.001  # single hourly files not published
-    outage_rate: float = 0.015  # per day: an outage of several hours in a row starts
-    outage_hours: tuple[int, int] = (2, 10)
-    malformed_rate: float = 0.0005  # per written data line
-    blank_line_rate: float = 0.02  # per file: one blank line at the end
-    decoys_per_month: int = 3
-    decoy_lines: tuple[int, int] = (40, 160)
-    publish_delay_minutes: tuple[int, int] = (30, 90)
 
 
 @dataclass
@@ -226,290 +127,6 @@ class SimulationSummary:
             f"{self.spikes} bot-like spikes in the ground truth, {self.bytes_written / 1e6:,.1f} MB "
             f"in all; manifest {MANIFEST_NAME}."
         )
-
-
-# --------------------------------------------------------------------------------------------
-# Domain catalog
-
-
-@dataclass
-class _Catalog:
-    codes: list[str]  # sorted (the order of lines in a file)
-    rank: np.ndarray  # 0 = biggest
-    level: np.ndarray  # mean hourly views
-    access: np.ndarray  # index into ACCESS
-    tz: np.ndarray  # UTC offset, hours
-    spread: np.ndarray  # True when readers are spread over many time zones
-
-
-def _candidates(rng: np.random.Generator, model: SimulationModel) -> tuple[list[str], np.ndarray, list]:
-    """Every code the simulator may use, with its log prior size and (access, tz, spread)."""
-    codes: list[str] = []
-    prior: list[float] = []
-    attrs: list[tuple[int, float, bool]] = []
-    lo, hi = model.mobile_share
-    shares = rng.uniform(lo, hi, size=len(LANGUAGES))
-    for i, (lang, tz) in enumerate(LANGUAGES):
-        size = -model.language_zipf * math.log(i + 1)
-        spread = tz is None
-        offset = 0.0 if tz is None else float(tz)
-        for project, project_share in PROJECTS:
-            suffix = f".{project}" if project else ""
-            for access, share in (
-                ("desktop", 1 - shares[i]),
-                ("mobile", shares[i]),
-                ("zero", model.zero_share),
-            ):
-                if access == "zero" and project not in ("", "d"):
-                    continue
-                middle = {"desktop": "", "mobile": ".m", "zero": ".zero"}[access]
-                codes.append(f"{lang}{middle}{suffix}")
-                prior.append(size + math.log(project_share) + math.log(share))
-                attrs.append((ACCESS.index(access), offset, spread))
-    for code, share, access, tz in SPECIALS:
-        codes.append(code)
-        prior.append(math.log(share))
-        attrs.append((ACCESS.index(access), 0.0 if tz is None else tz, tz is None))
-    return codes, np.asarray(prior), attrs
-
-
-def max_domains() -> int:
-    """How many distinct domain codes the simulator can produce."""
-    n_lang = len(LANGUAGES)
-    per_lang = len(PROJECTS) * 2 + 2  # desktop + mobile for every project, zero for two
-    return n_lang * per_lang + len(SPECIALS)
-
-
-def _catalog(n: int, rng: np.random.Generator, model: SimulationModel) -> _Catalog:
-    codes, prior, attrs = _candidates(rng, model)
-    if n > len(codes):
-        raise ValueError(f"at most {len(codes)} domain codes can be simulated, not {n}")
-    score = prior + rng.normal(0.0, model.rank_noise, size=len(codes))
-    chosen = np.argsort(-score, kind="stable")[:n]  # biggest first
-    q = np.arange(n) / max(n - 1, 1)
-    hi, lo = math.log10(model.top_hourly_views), math.log10(model.tail_hourly_views)
-    log_level = lo + (hi - lo) * (1 - q**model.tail_shape)
-    log_level = log_level + rng.normal(0.0, model.level_jitter_log10, size=n) * (q > 0.01)
-    level = np.maximum(10**log_level, model.min_hourly_views)
-    order = sorted(range(n), key=lambda i: codes[chosen[i]])  # file order: by code
-    return _Catalog(
-        codes=[codes[chosen[i]] for i in order],
-        rank=np.asarray(order),
-        level=level[order],
-        access=np.asarray([attrs[chosen[i]][0] for i in order]),
-        tz=np.asarray([attrs[chosen[i]][1] for i in order], dtype=float),
-        spread=np.asarray([attrs[chosen[i]][2] for i in order], dtype=bool),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Ground truth: life cycle, collapses, spikes, missing hours
-
-
-@dataclass
-class _Modifiers:
-    """Multiplicative modifiers over absolute hours [start, end) of one domain each."""
-
-    domain: list[int] = field(default_factory=list)
-    start: list[int] = field(default_factory=list)
-    end: list[int] = field(default_factory=list)
-    factor: list[float] = field(default_factory=list)
-
-    def add(self, domain: int, start: int, end: int, factor: float) -> None:
-        self.domain.append(domain)
-        self.start.append(start)
-        self.end.append(end)
-        self.factor.append(factor)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            np.asarray(self.domain, dtype=np.int64),
-            np.asarray(self.start, dtype=np.int64),
-            np.asarray(self.end, dtype=np.int64),
-            np.asarray(self.factor, dtype=float),
-        )
-
-
-def _hour_iso(start: date, hour: int) -> str:
-    return (datetime(start.year, start.month, start.day, tzinfo=UTC) + timedelta(hours=hour)).strftime(
-        "%Y-%m-%dT%H:00Z"
-    )
-
-
-def _events(
-    cat: _Catalog, ndays: int, start: date, rng: np.random.Generator, model: SimulationModel
-) -> tuple[_Modifiers, list[dict], list[dict], list[dict]]:
-    """Modifiers plus the ground truth: churn events, appearances, spikes."""
-    n = len(cat.codes)
-    hours = ndays * 24
-    big = max(2, int(n * model.giants_fraction))
-    eligible = np.flatnonzero(cat.rank >= big)
-    mods = _Modifiers()
-    churn: list[dict] = []
-    appear: list[dict] = []
-    spikes: list[dict] = []
-    alive_from = np.zeros(n, dtype=np.int64)
-    alive_to = np.full(n, hours, dtype=np.int64)
-    day0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
-
-    def day_of(hour: int) -> str:
-        return (day0 + timedelta(hours=hour)).date().isoformat()
-
-    if ndays >= 7 and len(eligible) > 0:
-        n_app = min(len(eligible), round(model.appear_fraction * n))
-        n_dis = min(len(eligible) - n_app, round(model.disappear_fraction * n))
-        picked = rng.permutation(eligible)
-        for d in sorted(picked[:n_app].tolist()):
-            at = int(rng.integers(2 * 24, (ndays - 3) * 24))
-            alive_from[d] = at
-            mods.add(d, 0, at, 0.0)
-            appear.append({"domain": cat.codes[d], "date": day_of(at), "hour": _hour_iso(start, at)})
-        for d in sorted(picked[n_app : n_app + n_dis].tolist()):
-            at = int(rng.integers(2 * 24, (ndays - 2) * 24))
-            alive_to[d] = at
-            mods.add(d, at, hours, 0.0)
-            churn.append(
-                {
-                    "domain": cat.codes[d],
-                    "kind": "disappear",
-                    "start": day_of(at),
-                    "start_hour": _hour_iso(start, at),
-                    "end": None,
-                    "level": 0.0,
-                }
-            )
-
-    # Collapses: hazard per day, scaled so small codes collapse more often than big ones.
-    q = cat.rank / max(n - 1, 1)
-    hazard = np.clip(model.collapse_rate * (0.3 + 1.4 * q), 0.0, 0.5)
-    lo, hi = model.collapse_level
-    for d in eligible.tolist():
-        day = int(math.ceil(alive_from[d] / 24))
-        while hazard[d] > 0:
-            day += int(rng.geometric(hazard[d])) - 1
-            at = day * 24 + int(rng.integers(0, 24))
-            if at >= alive_to[d] - 24:
-                break
-            level = float(rng.uniform(lo, hi))
-            if rng.random() < model.permanent_fraction:
-                end_hour = int(alive_to[d])
-                end_date = None
-            else:
-                days = model.collapse_min_days + int(rng.geometric(1.0 / model.collapse_mean_extra_days)) - 1
-                end_hour = min(at + days * 24, int(alive_to[d]))
-                end_date = day_of(end_hour) if end_hour < hours else None
-            mods.add(d, at, end_hour, level)
-            churn.append(
-                {
-                    "domain": cat.codes[d],
-                    "kind": "collapse",
-                    "start": day_of(at),
-                    "start_hour": _hour_iso(start, at),
-                    "end": end_date,
-                    "level": round(level, 4),
-                }
-            )
-            if end_date is None:
-                break
-            day = int(math.ceil(end_hour / 24)) + model.collapse_gap_days
-
-    # Spikes: bot-like bursts of a few hours.
-    lo_h, hi_h = model.spike_hours
-    lo_f, hi_f = model.spike_factor
-    for d in eligible.tolist():
-        span = int(alive_to[d] - alive_from[d])
-        if span <= 0:
-            continue
-        for _ in range(int(rng.poisson(model.spike_rate * span / 24))):
-            at = int(alive_from[d] + rng.integers(0, span))
-            length = int(rng.integers(lo_h, hi_h + 1))
-            factor = float(math.exp(rng.uniform(math.log(lo_f), math.log(hi_f))))
-            mods.add(d, at, min(at + length, hours), factor)
-            spikes.append(
-                {
-                    "domain": cat.codes[d],
-                    "start_hour": _hour_iso(start, at),
-                    "hours": length,
-                    "factor": round(factor, 2),
-                }
-            )
-    churn.sort(key=lambda e: (e["start_hour"], e["domain"]))
-    spikes.sort(key=lambda e: (e["start_hour"], e["domain"]))
-    return mods, churn, appear, spikes
-
-
-def _missing(ndays: int, rng: np.random.Generator, model: SimulationModel) -> np.ndarray:
-    hours = ndays * 24
-    missing = rng.random(hours) < model.missing_hour_rate
-    lo, hi = model.outage_hours
-    for day in np.flatnonzero(rng.random(ndays) < model.outage_rate).tolist():
-        at = day * 24 + int(rng.integers(0, 24))
-        missing[at : at + int(rng.integers(lo, hi + 1))] = True
-    return missing
-
-
-# --------------------------------------------------------------------------------------------
-# Traffic
-
-
-class _Traffic:
-    """Draws one day of hourly counts (domains x 24) at a time."""
-
-    def __init__(self, cat: _Catalog, start: date, rng: np.random.Generator, model: SimulationModel) -> None:
-        self.rng = rng
-        self.model = model
-        self.start = start
-        n = len(cat.codes)
-        self.log_level = np.log(cat.level)
-        local = (np.arange(24)[None, :] + 0.5 + cat.tz[:, None]) % 24  # local hour, mid-hour
-        peak = np.where(cat.access[:, None] == 0, model.desktop_peak_hour, model.mobile_peak_hour)
-        shape = np.cos(2 * np.pi * (local - peak) / 24) + 0.3 * np.cos(4 * np.pi * (local - peak + 3) / 24)
-        amplitude = np.where(cat.spread, model.global_diurnal_amplitude, model.diurnal_amplitude)
-        amplitude = amplitude * rng.uniform(0.8, 1.2, size=n)
-        diurnal = amplitude[:, None] * shape
-        self.diurnal = diurnal - np.log(np.exp(diurnal).mean(axis=1, keepdims=True))
-        # Weekly profile on the readers' local day.
-        self.day_shift = np.floor((np.arange(24)[None, :] + 0.5 + cat.tz[:, None]) / 24).astype(np.int64)
-        weekly = np.log1p(np.asarray([model.weekly_desktop, model.weekly_mobile], dtype=float))
-        weekly = weekly - weekly.mean(axis=1, keepdims=True)
-        self.weekly = weekly[np.minimum(cat.access, 1)] * rng.uniform(*model.weekly_scale, size=n)[:, None]
-        # Slow trend and daily noise.
-        self.drift = rng.normal(0.0, model.trend_drift_sd / 365.0, size=n)
-        self.trend = np.zeros(n)
-        daily_views = cat.level * 24
-        self.day_sd = np.clip(
-            model.day_noise_base + model.day_noise_per_decade * np.maximum(8.5 - np.log10(daily_views), 0),
-            0,
-            model.day_noise_max,
-        )
-        self.ar = np.zeros(n)
-
-    def day(self, index: int, factor: np.ndarray) -> np.ndarray:
-        rng, model = self.rng, self.model
-        n = len(self.log_level)
-        self.trend += self.drift + rng.normal(0.0, model.trend_walk_sd, size=n)
-        phi = model.day_noise_ar
-        self.ar = phi * self.ar + math.sqrt(1 - phi * phi) * self.day_sd * rng.normal(size=n)
-        dow = (self.start.weekday() + index + self.day_shift) % 7
-        weekly = np.take_along_axis(self.weekly, dow, axis=1)
-        log_rate = (
-            (self.log_level + self.trend + self.ar)[:, None]
-            + self.diurnal
-            + weekly
-            + rng.normal(0.0, model.hour_noise_sd, size=(n, 24))
-        )
-        return rng.poisson(np.exp(log_rate) * factor)
-
-
-def _day_factor(mods: tuple[np.ndarray, ...], n: int, first_hour: int) -> np.ndarray:
-    domain, start, end, factor = mods
-    factors = np.ones((n, 24))
-    hit = (start < first_hour + 24) & (end > first_hour)
-    if hit.any():
-        hours = first_hour + np.arange(24)[None, :]
-        inside = (hours >= start[hit, None]) & (hours < end[hit, None])
-        np.multiply.at(factors, domain[hit], np.where(inside, factor[hit, None], 1.0))
-    return factors
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,7 +179,7 @@ def _hour_file(
     return body.encode("utf-8"), len(lines), blank
 
 
-def _decoy(cat: _Catalog, rng: np.random.Generator, model: SimulationModel) -> bytes:
+def _decoy(cat: Catalog, rng: np.random.Generator, model: SimulationModel) -> bytes:
     lo, hi = model.decoy_lines
     n = int(rng.integers(lo, hi + 1))
     weights = np.sqrt(cat.level)
@@ -575,11 +192,6 @@ def _decoy(cat: _Catalog, rng: np.random.Generator, model: SimulationModel) -> b
         rows.add((cat.codes[d], title, int(rng.zipf(1.8)) if rng.random() < 0.9 else int(rng.integers(1, 5000))))
     text = "".join(f"{c} {t} {v} 0\n" for c, t, v in sorted(rows))
     return gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
-
-
-def _set_mtime(path: Path, when: datetime) -> None:
-    stamp = when.timestamp()
-    os.utime(path, (stamp, stamp))
 
 
 _YEAR = re.compile(r"^\d{4}$")
@@ -615,26 +227,6 @@ def _prepare(out: Path) -> None:
             (out / name).unlink()
 
 
-def _write_listings(out: Path, start: date, end: date, entries: dict[str, list[ListingEntry]]) -> None:
-    """index.html for every month folder, year folder and the root."""
-    years: dict[str, list[ListingEntry]] = defaultdict(list)
-    for folder in month_folders(start, end):
-        year, month = folder.split("/")
-        files = entries.get(folder, [])
-        y, m = int(month[:4]), int(month[5:])
-        newest = max((e.modified for e in files), default=datetime(y, m, 1, tzinfo=UTC))
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        page = render_listing(f"{SITE_PREFIX}/{folder}/", files)
-        (out / folder / "index.html").write_text(page, encoding="utf-8")
-        years[year].append(ListingEntry(month, newest))
-    root_entries = []
-    for year, months in years.items():
-        page = render_listing(f"{SITE_PREFIX}/{year}/", months)
-        (out / year / "index.html").write_text(page, encoding="utf-8")
-        root_entries.append(ListingEntry(year, max(e.modified for e in months)))
-    (out / "index.html").write_text(render_listing(f"{SITE_PREFIX}/", root_entries), encoding="utf-8")
-
-
 # --------------------------------------------------------------------------------------------
 # Entry point
 
@@ -661,15 +253,18 @@ def simulate(
     model = model or SimulationModel()
     out = Path(out)
     ndays = (end - start).days + 1
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
-    rng_catalog, rng_events, rng_traffic, rng_quality, rng_decoys, rng_publish = streams
+    # A 7th stream for the precursors: the first six children of a SeedSequence do not depend
+    # on how many are spawned, so every earlier draw is unchanged.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
+    rng_catalog, rng_events, rng_traffic, rng_quality, rng_decoys, rng_publish, rng_precursors = streams
 
-    cat = _catalog(domains, rng_catalog, model)
-    mods, churn, appear, spikes = _events(cat, ndays, start, rng_events, model)
-    missing = _missing(ndays, rng_quality, model)
+    cat = build_catalog(domains, rng_catalog, model)
+    mods, churn, appear, spikes = draw_events(cat, ndays, start, rng_events, model)
+    declines, bursts = draw_precursors(cat, ndays, start, mods, rng_precursors, model)
+    missing = missing_hours(ndays, rng_quality, model)
     lo_delay, hi_delay = model.publish_delay_minutes
     delays = rng_publish.integers(lo_delay, hi_delay + 1, size=ndays * 24)
-    traffic = _Traffic(cat, start, rng_traffic, model)
+    traffic = Traffic(cat, start, rng_traffic, model)
     mod_arrays = mods.arrays()
 
     _prepare(out)
@@ -692,7 +287,7 @@ def simulate(
         task = bar.add_task("days", total=ndays)
     try:
         for i in range(ndays):
-            counts = traffic.day(i, _day_factor(mod_arrays, len(cat.codes), i * 24))
+            counts = traffic.day(i, day_factor(mod_arrays, len(cat.codes), i * 24))
             for h in range(24):
                 hour = i * 24 + h
                 when = day0 + timedelta(hours=hour)
@@ -707,7 +302,7 @@ def simulate(
                     path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(body)
                 published = when + timedelta(minutes=int(delays[hour]))
-                _set_mtime(path, published)
+                set_mtime(path, published)
                 listing[folder].append(ListingEntry(name, published, len(body)))
                 written_hours[folder].append(hour)
                 n_files += 1
@@ -732,12 +327,12 @@ def simulate(
             path = out / folder / name
             path.write_bytes(data)
             published = when + timedelta(minutes=int(delays[hour]) + int(rng_decoys.integers(1, 6)))
-            _set_mtime(path, published)
+            set_mtime(path, published)
             listing[folder].append(ListingEntry(name, published, len(data)))
             decoy_names.append(f"{folder}/{name}")
             n_bytes += len(data)
 
-    _write_listings(out, start, end, listing)
+    write_listings(out, start, end, listing)
 
     summary = SimulationSummary(
         out=out,
@@ -791,104 +386,8 @@ def simulate(
         "churn_events": churn,
         "appearances": appear,
         "spikes": spikes,
+        "declines": declines,
+        "bursts": bursts,
     }
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return summary
-
-
-# --------------------------------------------------------------------------------------------
-# Self-checks: daily totals and the churn rule, computed from the files
-
-
-def load_manifest(out: Path) -> dict[str, Any]:
-    """The ``simulation.json`` of a simulated mirror."""
-    return json.loads((Path(out) / MANIFEST_NAME).read_text(encoding="utf-8"))
-
-
-def _valid_lines(text: str) -> dict[str, int]:
-    """domain -> count for the well-formed lines of one file (first occurrence of a domain wins)."""
-    seen: dict[str, int] = {}
-    for line in text.split("\n"):
-        parts = line.split(" ")
-        if len(parts) != 4 or not parts[0] or parts[1] != "-" or parts[3] != "0":
-            continue
-        if not (parts[2].isascii() and parts[2].isdigit()):
-            continue
-        seen.setdefault(parts[0], int(parts[2]))
-    return seen
-
-
-def daily_totals(out: Path, *, scale_incomplete: bool = False) -> pd.DataFrame:
-    """Daily views per domain (index: date, columns: domain codes, 0 when absent) from the files.
-
-    Only well-formed lines count; for a domain listed twice in one file the first line counts. The
-    number of hourly files behind each day is in ``df.attrs["hours"]`` (a dict date -> hours).
-    With ``scale_incomplete`` a day built from h < 24 files is scaled by 24 / h.
-    """
-    import pandas as pd
-
-    totals: dict[tuple[date, str], int] = defaultdict(int)
-    hours: dict[date, int] = defaultdict(int)
-    for path in sorted(Path(out).glob("[0-9][0-9][0-9][0-9]/[0-9][0-9][0-9][0-9]-[0-9][0-9]/projectviews-*")):
-        when = parse_file_time(path.name)
-        if when is None:
-            continue
-        day = when.date()
-        hours[day] += 1
-        for domain, count in _valid_lines(path.read_text(encoding="utf-8")).items():
-            totals[(day, domain)] += count
-    if not totals:
-        return pd.DataFrame()
-    series = pd.Series(totals, dtype="int64")
-    frame = series.unstack(fill_value=0).sort_index()
-    frame.index = pd.Index(frame.index, name="date")
-    full = pd.date_range(frame.index.min(), frame.index.max(), freq="D").date
-    frame = frame.reindex(full, fill_value=0)
-    frame.index.name = "date"
-    if scale_incomplete:
-        factor = np.asarray([24 / hours[d] if hours.get(d) else 0.0 for d in frame.index])
-        frame = frame.mul(factor, axis=0)
-    frame.attrs["hours"] = {d: hours.get(d, 0) for d in frame.index}
-    return frame
-
-
-def churn_labels(
-    daily: pd.DataFrame,
-    *,
-    horizon_days: int = 7,
-    window_days: int = 3,
-    factor: float = 0.3,
-    complete_hours: int = 24,
-) -> pd.DataFrame:
-    """The churn rule on daily totals: True/False per (day, domain), NaN where it is undefined.
-
-    Day t is positive when ``min(views[t+1 .. t+horizon]) <= factor * mean(views[t-window .. t-1])``.
-    Undefined: the windows run off the data, the past mean is 0 (nothing to churn from), or a day in
-    the windows has fewer than ``complete_hours`` hourly files (``daily.attrs["hours"]``).
-    """
-    import pandas as pd
-
-    past = daily.shift(1).rolling(window_days).mean()
-    future = daily.shift(-horizon_days).rolling(horizon_days).min()
-    labels = (future <= factor * past).astype("float64")
-    defined = past.notna() & future.notna() & (past > 0)
-    hours = pd.Series(daily.attrs.get("hours", {}), dtype="float64").reindex(daily.index).fillna(24)
-    complete = (hours >= complete_hours).astype("float64")
-    ok = (complete.shift(1).rolling(window_days).min() == 1) & (
-        complete.shift(-horizon_days).rolling(horizon_days).min() == 1
-    )
-    defined = defined & ok.to_numpy()[:, None]
-    return labels.where(defined)
-
-
-def churn_positive_rate(out: Path, *, min_hours: int = 18, **rule: Any) -> float:
-    """Share of positive domain-days under the churn rule, over the defined domain-days.
-
-    Days with missing hourly files are scaled up to 24 hours; windows touching a day with fewer than
-    ``min_hours`` files are left out. ``rule`` goes to :func:`churn_labels`.
-    """
-    rule.setdefault("complete_hours", min_hours)
-    labels = churn_labels(daily_totals(out, scale_incomplete=True), **rule)
-    values = labels.to_numpy().ravel()
-    values = values[~np.isnan(values)]
-    return float(values.mean()) if len(values) else float("nan")

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from wikichurn.core.settings import (
+    CVSettings,
     EvaluationSettings,
     MetricName,
     PromotionSettings,
@@ -24,6 +25,7 @@ from wikichurn.core.settings import (
 )
 
 __all__ = [
+    "CVSettings",
     "EvaluationSettings",
     "MetricName",
     "PromotionSettings",

@@ -60,6 +60,7 @@ from wikichurn.training.tracking import (
     baseline_runs,
     configure_tracking,
     download_run_artifacts,
+    download_test_scorer_dir,
 )
 
 log = logging.getLogger("wikichurn.training.evaluate")  # not __main__ under python -m
@@ -104,7 +105,10 @@ def run_evaluation(cfg: TrainingSettings, run_id: str, *, project_run_id: str | 
     baselines = baseline_runs(run_id)
     with tempfile.TemporaryDirectory(prefix="wikichurn-evaluate-") as tmp_name:
         tmp = Path(tmp_name)
-        scorer = ChurnScorer.from_dir(download_run_artifacts(run_id, BUNDLE_DIR, tmp / ROLE_TUNED))
+        # The registered model was refit on every labelled row (test rows included): the test
+        # metrics come from the holdout model, fit with the same parameters before the test rows.
+        registered = ChurnScorer.from_dir(download_run_artifacts(run_id, BUNDLE_DIR, tmp / ROLE_TUNED))
+        scorer = ChurnScorer.from_dir(download_test_scorer_dir(run_id, tmp / f"{ROLE_TUNED}-holdout"))
         test_path = download_run_artifacts(run_id, f"{DATA_DIR}/test.parquet", tmp / "data")
         test = pd.read_parquet(test_path)
         y = test[LABEL].to_numpy(dtype="int64")
@@ -112,7 +116,7 @@ def run_evaluation(cfg: TrainingSettings, run_id: str, *, project_run_id: str | 
         scorers: dict[str, ChurnScorer | HeuristicScorer] = {ROLE_TUNED: scorer}
         for role in BASELINE_ROLES:
             if role in baselines:
-                scorers[role] = load_any_scorer(download_run_artifacts(baselines[role], BUNDLE_DIR, tmp / role))
+                scorers[role] = load_any_scorer(download_test_scorer_dir(baselines[role], tmp / role))
         scores = {role: s.predict_proba(test) for role, s in scorers.items()}
         test_metrics = {role: binary_metrics(y, scores[role], scorers[role].threshold) for role in scorers}
 
@@ -120,7 +124,7 @@ def run_evaluation(cfg: TrainingSettings, run_id: str, *, project_run_id: str | 
             if role in test_metrics:
                 _log_metrics(client, rid, {f"test_{k}": v for k, v in test_metrics[role].items()})
 
-        meta = dict(scorer.meta)
+        meta = dict(registered.meta)
         meta["metrics"] = {**meta.get("metrics", {}), "test": test_metrics[ROLE_TUNED]}
         meta["baselines"] = {
             role: {
@@ -138,11 +142,11 @@ def run_evaluation(cfg: TrainingSettings, run_id: str, *, project_run_id: str | 
             for role in baselines:
                 if role in test_metrics:
                     mlflow.log_metrics({f"{role}_test_{k}": test_metrics[role][k] for k in HEADLINE_METRICS})
-            logged = _log_figures(y, scores, scorer, test, cfg, tmp)
+            logged = _log_figures(y, scores, scorer, registered, test, cfg, tmp)
             card = model_card(meta, test_metrics)
             mlflow.log_text(card, "model_card.md")
             mlflow.log_dict(json_safe(meta), META_FILE)
-            model_dir = write_model_dir(tmp / "model", scorer.booster, meta)
+            model_dir = write_model_dir(tmp / "model", registered.booster, meta)
             info = log_churn_model(model_dir, model_input_example(test, meta), name=MODEL_NAME_IN_RUN)
             mlflow.set_tag(TAG_MODEL_URI, info.model_uri)
             logged += ["model_card.md", META_FILE, MODEL_NAME_IN_RUN]
@@ -186,11 +190,13 @@ def _log_figures(
     y: np.ndarray,
     scores: dict[str, np.ndarray],
     scorer: ChurnScorer,
+    registered: ChurnScorer,
     test: pd.DataFrame,
     cfg: TrainingSettings,
     tmp: Path,
 ) -> list[str]:
-    """ROC, PR, confusion matrix, score histogram, calibration, SHAP and gain importance."""
+    """ROC, PR, confusion matrix, score histogram, calibration (the holdout model on test), and the
+    registered model's SHAP and gain importance."""
     labelled = {ROLE_LABELS.get(role, role): s for role, s in scores.items()}
     model_scores = scores[ROLE_TUNED]
     m = binary_metrics(y, model_scores, scorer.threshold)
@@ -212,6 +218,7 @@ def _log_figures(
         ),
     ]
 
+    scorer = registered  # explanations describe the model that is served
     gain = scorer.booster.feature_importance(importance_type="gain")
     paths.append(
         _log_figure(
@@ -309,6 +316,27 @@ def model_card(meta: dict[str, Any], test: dict[str, dict[str, float]]) -> str:
             f"| {name} | {s.get('start')} | {s.get('end')} | {s.get('rows', 0):,} | {s.get('positives', 0):,} "
             f"| {_fmt(s.get('positive_rate'), 3)} |"
         )
+    trained = meta.get("trained_rows", {})
+    holdout = meta.get("holdout", {})
+    cv = meta.get("cv", {})
+    if trained:
+        lines += [
+            "",
+            f"**The registered model was refit on every labelled row**: {trained.get('start')} to "
+            f"{trained.get('end')}, {trained.get('rows', 0):,} rows ({trained.get('positives', 0):,} churn), "
+            f"{meta.get('best_iteration')} rounds. The test metrics below come from a holdout model with the same "
+            f"parameters fit on the development rows only ({holdout.get('rows', {}).get('start')} to "
+            f"{holdout.get('rows', {}).get('end')}, {holdout.get('rows', {}).get('rows', 0):,} rows, "
+            f"{holdout.get('rounds')} rounds), which never saw the test set.",
+            "",
+            f"How the metrics were obtained: {meta.get('protocol', 'n/a')}.",
+            "",
+            "| fold | train dates | validation dates | " + f"{meta.get('tuning', {}).get('metric', 'metric')} |",
+            "|---:|---|---|---:|",
+        ]
+        values = meta.get("cv_result", {}).get("values", [])
+        for fold, value in zip(cv.get("folds", []), values, strict=False):
+            lines.append(f"| {fold['fold']} | {fold['train']} | {fold['validation']} | {_fmt(value)} |")
     tuning = meta.get("tuning", {})
     lines += [
         "",
@@ -325,14 +353,17 @@ def model_card(meta: dict[str, Any], test: dict[str, dict[str, float]]) -> str:
         "## Model",
         "",
         f"LightGBM, {meta.get('best_iteration')} trees; hyper-parameters from an Optuna study of "
-        f"{tuning.get('trials', '?')} trials (TPE, seeded) maximising validation {tuning.get('metric', '?')} "
-        f"(best trial {tuning.get('best_trial', '?')}); `scale_pos_weight` = negatives / positives of train. "
-        f"Decision threshold {meta['threshold']:.4f}, chosen on validation ({meta.get('threshold_objective')}).",
+        f"{tuning.get('trials', '?')} trials (TPE, seeded) maximising the mean walk-forward CV "
+        f"{tuning.get('metric', '?')} (best trial {tuning.get('best_trial', '?')}); rounds = the folds' median best "
+        "iteration scaled to the rows fit on; `scale_pos_weight` = negatives / positives of the rows fit on. "
+        f"Decision threshold {meta['threshold']:.4f}, chosen on out-of-fold predictions "
+        f"({meta.get('threshold_objective')}).",
         "",
         "## Test metrics vs baselines",
         "",
-        "Each model at its own threshold, tuned on validation. Baselines: LightGBM with default parameters on "
-        "the seed features only, and the no-learning score `1 - min(1, count_views / avg_views_past_3d)`.",
+        "Each model at its own threshold, tuned out of fold; the LightGBM rows are holdout models fit before the "
+        "test rows with the same procedure. Baselines: LightGBM with default parameters on the seed features only, "
+        "and the no-learning score `1 - min(1, count_views / avg_views_past_3d)`.",
         "",
         "| metric | " + " | ".join(ROLE_LABELS[r] for r in roles) + " |",
         "|---|" + "---:|" * len(roles),

@@ -1,12 +1,15 @@
 """Stage ``register``: register the evaluated model and move the ``production`` or ``challenger`` alias.
 
-The candidate (the ``model`` logged by ``evaluate`` on the tuned run) becomes a new version of
-the registered model. It gets the alias ``production`` only if, on the candidate's own test rows
-and by the configured metric (default PR AUC):
+The candidate (the ``model`` logged by ``evaluate`` on the tuned run, refit on every labelled
+row) becomes a new version of the registered model. Because that refit saw the test rows, the
+candidate is judged by its holdout model (same procedure, fit before the test rows). It gets
+the alias ``production`` only if, by the configured metric (default PR AUC):
 
-1. it beats the seed-feature baseline (``promotion.require_beat_baseline``), and
-2. it beats the current ``production`` version, re-scored on those same rows, by more than
-   ``promotion.min_delta`` (a registry without a production version is beaten by default).
+1. it beats the seed-feature baseline on its test rows (``promotion.require_beat_baseline``), and
+2. it beats the current ``production`` version by more than ``promotion.min_delta``, both
+   scored on the same recent rows: the test rows dated after the champion's own training rows
+   (all test rows when none remain, noted in the reason). A registry without a production
+   version is beaten by default.
 
 Otherwise it gets ``challenger`` and the reason is logged and stored as a version tag.
 ``force`` promotes regardless. Lineage (feature table and its Delta version, split dates, git
@@ -38,12 +41,16 @@ from wikichurn.training.metrics import MetricSpec, metric_spec
 from wikichurn.training.model import ChurnScorer, download_model, read_meta
 from wikichurn.training.tracking import (
     DATA_DIR,
+    HOLDOUT_DIR,
     ROLE_SEED,
     TAG_MODEL_URI,
+    TAG_PROTOCOL,
     TAG_ROLE,
+    TAG_TRAINED_ROWS,
     TAG_TRAINING_ID,
     configure_tracking,
     download_run_artifacts,
+    has_artifact,
 )
 
 log = logging.getLogger("wikichurn.training.register")  # not __main__ under python -m
@@ -162,6 +169,11 @@ def register_and_promote(cfg: TrainingSettings, run_id: str, *, force: bool = Fa
         tmp = Path(tmp_name)
         candidate_dir = download_model(model_uri, tmp / "candidate")
         meta = read_meta(candidate_dir)
+        # The registered model saw the test rows (refit on everything): the candidate is judged
+        # by its holdout model, fit with the same procedure before the test rows (runs without
+        # one, written before the refit procedure, by the registered model itself).
+        if has_artifact(run_id, HOLDOUT_DIR):
+            candidate_dir = download_run_artifacts(run_id, HOLDOUT_DIR, tmp / "holdout")
         candidate = ChurnScorer.from_dir(candidate_dir)
         test = pd.read_parquet(download_run_artifacts(run_id, f"{DATA_DIR}/test.parquet", tmp / "data"))
         y = test[LABEL].to_numpy(dtype="int64")
@@ -175,7 +187,11 @@ def register_and_promote(cfg: TrainingSettings, run_id: str, *, force: bool = Fa
         if production is not None and production.version != version.version:
             try:
                 incumbent = ChurnScorer.from_dir(download_model(f"models:/{name}/{production.version}", tmp / "prod"))
-                production_score = spec.compute(y, incumbent.predict_proba(test))
+                rows, note = comparison_rows(test, incumbent.meta)
+                rows_y = rows[LABEL].to_numpy(dtype="int64")
+                production_score = spec.compute(rows_y, incumbent.predict_proba(rows))
+                if len(rows) != len(test):  # re-score the candidate on exactly the same rows
+                    candidate_score = spec.compute(rows_y, candidate.predict_proba(rows))
             except Exception as exc:  # an incompatible production model cannot block a new one
                 note = f" (production v{production.version} could not score the test rows: {exc})"
                 log.warning("production version %s could not be re-scored: %s", production.version, exc)
@@ -219,6 +235,20 @@ def register_and_promote(cfg: TrainingSettings, run_id: str, *, force: bool = Fa
     )
 
 
+def comparison_rows(test: pd.DataFrame, champion_meta: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+    """The candidate's test rows the champion never trained on (dates after its ``trained_rows``),
+    when they hold both classes; else all test rows, with a note that the champion saw some."""
+    end = champion_meta.get("trained_rows", {}).get("end")
+    if end is None or "event_date" not in test.columns:
+        return test, ""
+    unseen = test.loc[pd.to_datetime(test["event_date"]) > pd.Timestamp(end)]
+    if len(unseen) == len(test):
+        return test, ""
+    if unseen[LABEL].nunique() == 2:
+        return unseen, f" (compared on the {len(unseen):,} test rows after {end}, which production never saw)"
+    return test, f" (production was trained on rows up to {end}, inside the test window: it is favoured)"
+
+
 def _lineage_tags(meta: dict[str, Any], run_id: str, spec: MetricSpec, score: float) -> dict[str, str]:
     lineage = meta.get("lineage", {})
     split = meta.get("split", {})
@@ -230,6 +260,12 @@ def _lineage_tags(meta: dict[str, Any], run_id: str, spec: MetricSpec, score: fl
         "wikichurn.threshold": f"{float(meta['threshold']):.6f}",
         f"wikichurn.test_{spec.name}": f"{score:.6f}",
     }
+    trained = meta.get("trained_rows")
+    if trained:
+        tags[TAG_TRAINED_ROWS] = f"{trained['start']}..{trained['end']}"
+        tags["wikichurn.trained_rows_count"] = str(trained["rows"])
+    if meta.get("protocol"):
+        tags[TAG_PROTOCOL] = str(meta["protocol"])[:5000]
     if lineage.get("git_commit"):
         tags["wikichurn.git_commit"] = str(lineage["git_commit"])
     for part in ("train", "validation", "test"):

@@ -23,6 +23,10 @@ TAG_BASELINE_RUNS = "wikichurn.baseline_runs"  # on the tuned run: JSON {role: r
 TAG_MODEL_URI = "wikichurn.model_uri"  # on the tuned run after evaluate: the logged pyfunc model
 TAG_EVALUATED_RUN = "wikichurn.evaluated_run_id"  # on an `evaluate` project run
 TAG_TRIAL_STATE = "wikichurn.trial_state"  # complete | pruned | failed
+TAG_TRAINED_ROWS = "wikichurn.trained_rows"  # dates the registered model was fit on (start..end)
+TAG_HOLDOUT_ROWS = "wikichurn.holdout_rows"  # dates the test-set (holdout) model was fit on
+TAG_PROTOCOL = "wikichurn.metrics_protocol"  # how the reported metrics were obtained
+TAG_CV_FOLDS = "wikichurn.cv_folds"  # JSON list of the walk-forward folds' dates
 
 ROLE_TUNED = "tuned"
 ROLE_SEED = "baseline_seed_features"
@@ -31,7 +35,8 @@ ROLE_TRIAL = "trial"
 BASELINE_ROLES: tuple[str, str] = (ROLE_SEED, ROLE_HEURISTIC)
 
 # Artifact paths inside a training run.
-BUNDLE_DIR = "bundle"  # booster.txt + model_meta.json (or the heuristic's meta)
+BUNDLE_DIR = "bundle"  # booster.txt + model_meta.json (or the heuristic's meta): the registered refit
+HOLDOUT_DIR = "holdout"  # the same parameters fit on the development rows only: scored on test
 DATA_DIR = "data"  # validation.parquet, test.parquet (the exact rows of the split)
 MODEL_NAME_IN_RUN = "model"  # the logged ChurnPyfunc
 
@@ -104,6 +109,19 @@ def download_run_artifacts(run_id: str, path: str, dst: Path) -> Path:
     """Download ``path`` of run ``run_id`` into ``dst`` and return the local path."""
     dst.mkdir(parents=True, exist_ok=True)
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst)))
+
+
+def has_artifact(run_id: str, path: str) -> bool:
+    """True when run ``run_id`` has an artifact folder or file at ``path``."""
+    parent, _, name = path.rstrip("/").rpartition("/")
+    entries = MlflowClient().list_artifacts(run_id, parent or None)
+    return any(e.path.rpartition("/")[2] == name for e in entries)
+
+
+def download_test_scorer_dir(run_id: str, dst: Path) -> Path:
+    """The folder of the model that is scored on the test set: ``holdout/`` (fit before the test
+    rows) when the run has one, else ``bundle/`` (runs written before the refit procedure)."""
+    return download_run_artifacts(run_id, HOLDOUT_DIR if has_artifact(run_id, HOLDOUT_DIR) else BUNDLE_DIR, dst)
 
 
 def flat_params(prefix: str, values: dict[str, Any]) -> dict[str, str]:

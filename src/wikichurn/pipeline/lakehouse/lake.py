@@ -1,4 +1,5 @@
-"""Every read and write of a lakehouse table goes through :class:`Lake`.
+"""Every read and write of a lakehouse table goes through :class:`Lake`, and so do the raw file
+reads and the small driver-side frames the pipeline steps build: steps never touch the session.
 
 Tables live at ``<lake_uri>/<table>``. With ``table_format: delta`` (Sail, or Spark with the Delta
 jars) changes are made in SQL (``MERGE INTO``, ``DELETE FROM``) so the same statements run on Sail
@@ -8,18 +9,20 @@ jars cannot be fetched) merges become dynamic partition overwrites and deletes a
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import functions as F
 
 from wikichurn.core.storage import s3_client
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
     from wikichurn.core.settings import Settings
 
@@ -31,6 +34,8 @@ SILVER_CLEAN = "silver_projectviews_clean"
 SILVER_QUARANTINE = "silver_projectviews_quarantine"
 SILVER_DQ_REPORTS = "silver_dq_reports"
 GOLD_DAILY = "gold_daily_projectviews"
+# The tables a pipeline run writes, in the order it writes them.
+PIPELINE_TABLES = (BRONZE, BRONZE_LEDGER, SILVER_CLEAN, SILVER_QUARANTINE, SILVER_DQ_REPORTS, GOLD_DAILY)
 
 
 class Lake:
@@ -85,11 +90,23 @@ class Lake:
             writer = writer.partitionBy(*partition_by)
         writer.save(self.path(table))
 
-    def upsert(self, df: DataFrame, table: str, keys: Sequence[str], partition_by: Sequence[str]) -> None:
+    def upsert(
+        self,
+        df: DataFrame,
+        table: str,
+        keys: Sequence[str],
+        partition_by: Sequence[str],
+        partitions: Sequence[Any] = (),
+    ) -> None:
         """Insert or update ``df`` rows in ``table`` by ``keys``, idempotently.
 
         ``df`` must hold complete partitions (every row of each ``partition_by`` value it touches):
         Delta merges row by row, parquet replaces exactly those partitions.
+
+        Args:
+            partitions: the values of the (single) ``partition_by`` column that ``df`` holds, when
+                the caller knows them: the merge condition then names them as literals, so the
+                engine reads only those partitions of ``table`` instead of all of it.
         """
         if not self.exists(table):
             self.append(df, table, partition_by)
@@ -98,6 +115,9 @@ class Lake:
             view = f"_upsert_{uuid.uuid4().hex[:12]}"
             df.createOrReplaceTempView(view)
             on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+            if partitions:
+                (column,) = partition_by
+                on += f" AND t.`{column}` IN ({', '.join(_sql_literal(v) for v in partitions)})"
             try:
                 self.sql(
                     f"MERGE INTO {self.ref(table)} AS t USING {view} AS s ON {on} "
@@ -123,24 +143,28 @@ class Lake:
         """Row count of ``table`` (0 when it does not exist yet)."""
         return self.read(table).count() if self.exists(table) else 0
 
-    def scratch_path(self, name: str) -> str:
-        """A private folder under the lake root for intermediate results of one run."""
-        return f"{self.root}/_scratch/{name}"
+    def read_files(self, paths: Sequence[str]) -> DataFrame:
+        """Raw files as rows of ``path`` and ``content`` (bytes): the ``binaryFile`` source, the one
+        file source that carries each row's path on Sail and on Spark alike."""
+        return self.spark.read.format("binaryFile").load(list(paths))
 
-    def drop_scratch(self, name: str) -> None:
-        """Delete :meth:`scratch_path` ``name`` and everything in it."""
-        path = self.scratch_path(name)
-        if self.is_s3:
-            bucket, _, prefix = path.split("://", 1)[1].partition("/")
-            client = s3_client(self.settings.s3)
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-                if keys:
-                    client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-            with contextlib.suppress(OSError):  # still used by another run: keep it
-                Path(path).parent.rmdir()
+    def frame(self, rows: Iterable[Sequence[Any]], schema: StructType) -> DataFrame:
+        """A small DataFrame of driver-side ``rows`` (ledger rows, reports, lookup tables).
+
+        Engines know its exact size, so joining it to a large table is a broadcast join even where
+        join hints are ignored (Sail 0.7).
+        """
+        return self.spark.createDataFrame([tuple(r) for r in rows], schema)
+
+    def append_rows(self, rows: Iterable[Sequence[Any]], schema: StructType, table: str) -> None:
+        """Append driver-side ``rows`` to ``table``."""
+        self.append(self.frame(rows, schema), table)
+
+    def max_value(self, table: str, column: str) -> Any:
+        """The largest ``column`` value of ``table`` (None when it is empty or missing)."""
+        if not self.exists(table):
+            return None
+        return self.read(table).agg(F.max(column)).collect()[0][0]
 
     def ref(self, table: str) -> str:
         """SQL reference to ``table``, e.g. ``delta.`/lake/gold` ``."""
@@ -154,3 +178,12 @@ class Lake:
     def _require_delta(self, what: str) -> None:
         if self.format != "delta":
             raise NotImplementedError(f"{what} needs table_format=delta (got {self.format})")
+
+
+def _sql_literal(value: Any) -> str:
+    """A SQL literal for a partition value (dates and strings; nothing user-typed reaches here)."""
+    if isinstance(value, date):
+        return f"DATE'{value.isoformat()}'"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"

@@ -73,3 +73,22 @@ GOLD_DAILY_SCHEMA = StructType(
         StructField("event_date", DateType(), False),
     ]
 )
+
+# Driver-side frames of a run (not tables): the files of a pending batch, the hour each names,
+# and the domains a batch lists more than once in one hour.
+SOURCE_PATHS_SCHEMA = StructType([StructField("_source_path", StringType(), False)])
+
+FILE_HOURS_SCHEMA = StructType(
+    [
+        StructField("_source_path", StringType(), False),
+        StructField("_event_timestamp", TimestampType(), True),
+    ]
+)
+
+REPEATED_DOMAINS_SCHEMA = StructType(
+    [
+        StructField("_event_timestamp", TimestampType(), False),
+        StructField("_domain", StringType(), False),
+        StructField("_domain_rows_in_hour", LongType(), False),
+    ]
+)

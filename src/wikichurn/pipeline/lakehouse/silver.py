@@ -29,8 +29,9 @@ FILE_TIME_SQL = (
 # The first hour of the projectviews dumps.
 FIRST_HOUR = "2015-05-01 00:00:00"
 
-# `domain_code page_title count_views total_response_size`, single spaces.
-FOUR_FIELDS = r"^[^ ]* [^ ]* [^ ]* [^ ]*$"
+# A line is `domain_code page_title count_views total_response_size`, single spaces: exactly
+# three spaces (`^[^ ]* [^ ]* [^ ]* [^ ]*$`), counted without a regular expression.
+FOUR_FIELDS_SQL = "length(value) - length(replace(value, ' ', '')) = 3"
 
 # Row rules, in order: reason code -> SQL condition that is TRUE for a bad row.
 ROW_RULES: dict[str, str] = {
@@ -60,52 +61,75 @@ def _first_failing(rules: dict[str, str]) -> F.Column:
     return F.expr(f"CASE {branches} ELSE NULL END")
 
 
-def parse_bronze(bronze: DataFrame) -> DataFrame:
-    """Split each bronze line into typed fields and attach its ``dq_reason`` (NULL when clean)."""
-    # The hour is a property of the file: parse each file name once, not once per line.
-    files = (
-        bronze.select("_source_path")
+def file_hours(paths: DataFrame) -> DataFrame:
+    """The hour each file covers, from its name: ``_source_path`` -> ``_event_timestamp`` (NULL if none)."""
+    return (
+        paths.select("_source_path")
         .distinct()
         .withColumn("_file_name", F.regexp_extract("_source_path", r"([^/]+)$", 1))
         .withColumn("_event_timestamp", F.expr(FILE_TIME_SQL))
         .drop("_file_name")
     )
-    # One regular expression per field: cheaper than split() + get(), which engines without
-    # common-subexpression elimination recompute for every reference.
-    parsed = (
-        bronze.join(F.broadcast(files), ["_source_path"], "left")
-        .withColumn("_four_fields", F.col("value").rlike(FOUR_FIELDS))
-        .withColumn("_domain", F.regexp_extract("value", r"^([^ ]*)", 1))
-        .withColumn("_page_title", F.regexp_extract("value", r"^[^ ]* ([^ ]*)", 1))
-        .withColumn("_count_text", F.regexp_extract("value", r"^[^ ]* [^ ]* ([^ ]*)", 1))
+
+
+def parse_fields(bronze: DataFrame, hours: DataFrame) -> DataFrame:
+    """Split each bronze line into fields and name the first failing row rule (``_row_reason``).
+
+    Args:
+        bronze: rows of ``bronze_projectviews``.
+        hours: :func:`file_hours` of (at least) every file in ``bronze``; small, so the join is a
+            broadcast on engines that size it (a driver-side frame is sized everywhere).
+    """
+    # Plain string functions, not regular expressions (measured ~2x faster on Sail), and not
+    # split() + get(), which engines without common-subexpression elimination recompute for every
+    # reference. The fields other than the count of spaces are taken
+    # only from rows that have them (every later rule is behind wrong_field_count), where
+    # substring_index gives the same text as the patterns would.
+    return (
+        bronze.join(F.broadcast(hours), ["_source_path"], "left")
+        .withColumn("_four_fields", F.expr(FOUR_FIELDS_SQL))
+        .withColumn("_domain", F.substring_index("value", " ", 1))
+        .withColumn("_page_title", F.substring_index(F.substring_index("value", " ", 2), " ", -1))
+        .withColumn("_count_text", F.substring_index(F.substring_index("value", " ", 3), " ", -1))
         .withColumn("_row_reason", _first_failing(ROW_RULES))
     )
-    # Rows per domain and hour among otherwise valid rows, joined back only where a domain
-    # repeats: a hash aggregate on a fixed-width key plus a (normally empty) join is much cheaper
-    # than a window, or than grouping by the long path string. Valid rows always have an hour.
-    repeated = (
-        parsed.where(F.col("_row_reason").isNull())
+
+
+def repeated_domain_hours(fields: DataFrame) -> DataFrame:
+    """``_event_timestamp``, ``_domain``, ``_domain_rows_in_hour`` of domains listed more than once in
+    an hour among rows that passed every row rule (valid rows always have an hour)."""
+    # A hash aggregate on a fixed-width key: much cheaper than a window over (hour, domain).
+    return (
+        fields.where(F.col("_row_reason").isNull())
         .groupBy("_event_timestamp", "_domain")
         .agg(F.count(F.lit(1)).alias("_domain_rows_in_hour"))
         .where(F.col("_domain_rows_in_hour") > 1)
     )
-    parsed = parsed.join(repeated, ["_event_timestamp", "_domain"], "left").withColumn(
+
+
+def classify(fields: DataFrame, repeated: DataFrame) -> DataFrame:
+    """Attach ``dq_reason`` (NULL when clean): the row rule that failed, else the hour rules.
+
+    Args:
+        fields: :func:`parse_fields` output.
+        repeated: :func:`repeated_domain_hours` of the same rows (normally tiny: joined back only
+            where a domain repeats).
+    """
+    marked = fields.join(F.broadcast(repeated), ["_event_timestamp", "_domain"], "left").withColumn(
         "_domain_rows_in_hour",
         F.when(F.col("_row_reason").isNull(), F.coalesce("_domain_rows_in_hour", F.lit(1))).otherwise(F.lit(0)),
     )
-    return parsed.withColumn("dq_reason", F.coalesce(F.col("_row_reason"), _first_failing(HOUR_RULES)))
+    return marked.withColumn("dq_reason", F.coalesce(F.col("_row_reason"), _first_failing(HOUR_RULES)))
 
 
-# What clean_rows and quarantined_rows need from parse_bronze's output.
-PARSED_COLUMNS: tuple[str, ...] = (
-    "value",
-    "_source_path",
-    "_ingested_at",
-    "_domain",
-    "_count_text",
-    "_event_timestamp",
-    "dq_reason",
-)
+def parse_bronze(bronze: DataFrame) -> DataFrame:
+    """Split each bronze line into typed fields and attach its ``dq_reason`` (NULL when clean).
+
+    One plan for all of it; the pipeline run composes the same pieces but materialises the two
+    small intermediate frames (file hours, repeated domains) on the driver, see ``steps``.
+    """
+    fields = parse_fields(bronze, file_hours(bronze))
+    return classify(fields, repeated_domain_hours(fields))
 
 
 def clean_rows(parsed: DataFrame) -> DataFrame:
