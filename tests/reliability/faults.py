@@ -18,6 +18,14 @@ from pathlib import Path
 from tests.fixtures.s3 import _boto_client, _wait_for_put, _weed_ports, weed_binary
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients killed mid-download (the point of these tests) break their pipes: not an error here.
+        pass
+
+
 class FaultyFront:
     """An HTTP server on 127.0.0.1 forwarding GETs to ``upstream``, except while it is told to fail.
 
@@ -55,7 +63,7 @@ class FaultyFront:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def fail_for(self, seconds: float) -> None:

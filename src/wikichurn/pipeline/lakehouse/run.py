@@ -27,6 +27,7 @@ from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse import steps
 from wikichurn.pipeline.lakehouse.bronze import is_raw_key
 from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, run_features
+from wikichurn.pipeline.lakehouse.freshness import is_older
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.steps import ConservationError
 
@@ -130,7 +131,9 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
             steps.reconcile_ledger(lake, sizes, run_at, expected=new_paths, known=known)
 
     _silver_and_gold(lake, result, min_hours_complete=settings.churn.min_hours_complete)
-    if features and lake.exists(tables.GOLD_DAILY) and (result.gold_dates or not lake.exists(GOLD_FEATURES)):
+    # is_older: a run killed after its DQ report but before the features left them stale.
+    stale = result.gold_dates or is_older(lake, GOLD_FEATURES, tables.GOLD_DAILY)
+    if features and lake.exists(tables.GOLD_DAILY) and stale:
         with result.timed("features"):
             result.features = run_features(spark, settings).describe()
     with result.timed("table_counts"):
