@@ -136,14 +136,9 @@ def test_score_command_without_a_model_says_what_to_run(tmp_path: Path, monkeypa
     from typer.testing import CliRunner
 
     from wikichurn.cli.app import app
-    from wikichurn.core.settings import get_settings
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("WIKICHURN_LAKE_URI", str(tmp_path / "lake"))
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["score"])
-    finally:
-        get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["score"])
     assert result.exit_code == 1
     assert "no production model yet: run `wikichurn train`" in result.output

@@ -124,13 +124,16 @@ def ingest(
     dest: Annotated[str | None, typer.Option(help="raw folder or s3://bucket/prefix (default: settings)")] = None,
 ) -> None:
     """Land projectviews files from the dumps site into raw storage (idempotent)."""
+    from wikichurn.cli.errors import fail_clearly
     from wikichurn.core.settings import load_settings
     from wikichurn.pipeline.ingest.land import ingest as run_ingest
 
     settings = load_settings()
     first = start.date() if start else _yesterday()
     last = end.date() if end else first
-    summary = run_ingest(source or settings.source_url, dest or settings.raw_uri, first, last, settings, progress=True)
+    source, dest = source or settings.source_url, dest or settings.raw_uri
+    with fail_clearly("ingest", console):
+        summary = run_ingest(source, dest, first, last, settings, progress=True)
     console.print(summary.describe())
     if summary.failed:
         raise typer.Exit(code=1)
@@ -139,16 +142,23 @@ def ingest(
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON only")]
 
 
+WaitOpt = Annotated[bool, typer.Option("--wait", help="wait for another writer to finish instead of exiting 75")]
+WaitTimeoutOpt = Annotated[float | None, typer.Option(min=0, help="with --wait: give up after this many seconds")]
+
+
 @pipeline_app.command("run")
-def pipeline_run(as_json: JsonOpt = False) -> None:
-    """Run bronze -> silver -> gold incrementally and print a per-table summary."""
+def pipeline_run(as_json: JsonOpt = False, wait: WaitOpt = False, wait_timeout: WaitTimeoutOpt = None) -> None:
+    """Run bronze -> silver -> gold incrementally and print a per-table summary (one writer per lake)."""
+    from wikichurn.cli.errors import fail_clearly
     from wikichurn.core.settings import load_settings
+    from wikichurn.pipeline.lakehouse.lock import writer_lock
     from wikichurn.pipeline.lakehouse.run import run_pipeline
     from wikichurn.pipeline.spark import build_spark
     from wikichurn.serving.batch import score_if_production
 
     settings = load_settings()
-    with build_spark(settings) as spark:
+    lock = writer_lock(settings, command="wikichurn pipeline run", wait=wait, wait_timeout_s=wait_timeout)
+    with fail_clearly("pipeline run", console), lock, build_spark(settings) as spark:
         result = run_pipeline(spark, settings)
         scored = score_if_production(spark, settings)  # gold_churn_scores, when a production model exists
     if as_json:
@@ -162,11 +172,11 @@ def pipeline_run(as_json: JsonOpt = False) -> None:
 @app.command()
 def score() -> None:
     """Score every domain on every complete day not yet scored by the production model (gold_churn_scores)."""
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.pipeline.spark import build_spark
     from wikichurn.serving.batch import NoProductionModelError, run_scoring
 
-    settings = get_settings()
+    settings = load_settings()
     with build_spark(settings) as spark:
         try:
             result = run_scoring(spark, settings)
@@ -315,12 +325,12 @@ def dashboard(
     ] = None,
 ) -> None:
     """Open the BI dashboard (Streamlit): at-risk domains, engagement, data quality, the model."""
-    from wikichurn.core.settings import get_settings
+    from wikichurn.core.settings import load_settings
     from wikichurn.dashboard.launch import run_dashboard
     from wikichurn.serving.batch import tracking_uri
 
     console.print(f"dashboard at http://{host}:{port}  (Ctrl-C to stop)")
-    uri = None if mlflow_root else tracking_uri(get_settings())
+    uri = None if mlflow_root else tracking_uri(load_settings())
     raise typer.Exit(run_dashboard(host=host, port=port, lake_uri=lake, tracking_uri=uri, mlflow_root=mlflow_root))
 
 

@@ -98,6 +98,8 @@ class PipelineSettings(BaseModel):
 
     # Raw files read per bronze write: bounds memory on a cold start over a long history.
     bronze_batch_files: int = Field(default=2000, ge=1)
+    # Writer lease on the lake (pipeline/lakehouse/lock.py): expires this long after its last renewal.
+    lock_ttl_s: float = Field(default=60.0, ge=1)
 
 
 class WarehouseSettings(BaseModel):
@@ -269,6 +271,8 @@ class ServingSettings(BaseModel):
     max_history_days: int = Field(default=4000, ge=2)
     # Request bodies above this many bytes are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # A request body stalling longer than this between two chunks is answered 408 (slowloris bodies).
+    body_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from wikichurn.core.settings import ChurnSettings
@@ -28,6 +29,8 @@ from wikichurn.serving.nospark import forbid_pyspark
 from wikichurn.serving.registry import ModelLoader, RegistryModelLoader
 from wikichurn.serving.routes import admin_router, health_router, model_router, score_router
 from wikichurn.serving.service import ScoringService
+from wikichurn.serving.timeouts import BodyTimeoutMiddleware
+from wikichurn.serving.validation import validation_error
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ def create_app(
     for router in (health_router, model_router, score_router, admin_router):
         app.include_router(router)
     app.add_exception_handler(Exception, _unhandled_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     return app
 
 

@@ -66,8 +66,8 @@ async def ready(service: ServiceDep) -> Any:
 
 
 @model_router.get("/model", response_model=ModelInfo, responses=_UNAVAILABLE)
-async def model_info(state: StateDep) -> ModelInfo:
-    """The served model version and the feature snapshot."""
+async def model_info(state: StateDep, service: ServiceDep) -> ModelInfo:
+    """The served model version, the feature snapshot, and whether the registry answers."""
     model, snapshot = state.model, state.snapshot
     meta = model.meta
     return ModelInfo(
@@ -87,6 +87,7 @@ async def model_info(state: StateDep) -> ModelInfo:
         ),
         snapshot_as_of=snapshot.as_of if snapshot is not None else None,
         snapshot_error=state.snapshot_error,
+        registry_error=service.registry_error,
     )
 
 

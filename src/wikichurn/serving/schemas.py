@@ -151,6 +151,9 @@ class ModelInfo(BaseModel):
     snapshot: SnapshotInfo | None
     snapshot_as_of: date | None
     snapshot_error: str | None = None
+    registry_error: str | None = Field(
+        default=None, description="why the last registry check failed (the loaded model keeps serving)"
+    )
 
 
 class ReloadResponse(BaseModel):

@@ -54,6 +54,9 @@ class ScoringService:
         self.current: ServingState | None = None
         self.attempts = 0
         self.last_error: str | None = None
+        # Why the last registry call failed (None after a success): shown by /model while the
+        # loaded model keeps serving through a registry outage.
+        self.registry_error: str | None = None
         self._snapshot: FeatureSnapshot | None = None  # the last snapshot read, served or not
         self._snapshot_stamp: tuple[tuple[int, int] | None, ...] | None = None
         self._snapshot_read_error: str | None = None
@@ -102,7 +105,12 @@ class ScoringService:
         assert self._lock is not None, "start() first"
         async with self._lock:
             before = self.current
-            ref = await run_in_daemon_thread(self.loader.resolve)
+            try:
+                ref = await run_in_daemon_thread(self.loader.resolve)
+            except Exception as exc:
+                self.registry_error = f"the model registry is unreachable or refused the alias: {exc}"
+                raise
+            self.registry_error = None
             if before is not None and ref.version == before.model.version and not force_model:
                 model = before.model
             else:

@@ -46,7 +46,9 @@ def build_bronze(files: DataFrame, raw_root: str, ingested_at: datetime) -> Data
     files = compat.distinct_files(files)
     lines = files.select(
         F.concat(F.lit(raw_root.rstrip("/") + "/"), F.regexp_extract("path", _KEY_IN_PATH, 1)).alias("_source_path"),
-        F.explode(F.split(F.col("content").cast("string"), "\n")).alias("value"),
+        # make_valid_utf8, not a cast: Sail's cast fails the whole job on one invalid byte, and a raw
+        # file is never trusted to be UTF-8. Invalid bytes become U+FFFD and the DQ rules judge the line.
+        F.explode(F.split(F.make_valid_utf8("content"), "\n")).alias("value"),
     )
     # One trailing CR (files written on Windows) goes; a string test is cheaper than a regex.
     lines = lines.withColumn(

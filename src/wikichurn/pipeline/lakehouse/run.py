@@ -27,6 +27,7 @@ from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse import steps
 from wikichurn.pipeline.lakehouse.bronze import is_raw_key
 from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, run_features
+from wikichurn.pipeline.lakehouse.freshness import is_older
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.steps import ConservationError
 
@@ -110,6 +111,11 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
     with result.timed("list"):
         listing = store.list_files()
         candidates = [f for f in listing if is_raw_key(f.key)]
+        # Refused by size before reading (real files are tens of KB): left in place, named at every run.
+        limit = settings.ingest.max_file_bytes
+        if oversized := [f.key for f in candidates if f.size > limit]:
+            log.warning("not reading %d files over ingest.max_file_bytes (%d): %s", len(oversized), limit, oversized)
+            candidates = [f for f in candidates if f.size <= limit]
         result.files_ignored = len(listing) - len(candidates)
         sizes = {store.uri(f.key): f.size for f in candidates}
     with result.timed("ledger"):
@@ -125,7 +131,9 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
             steps.reconcile_ledger(lake, sizes, run_at, expected=new_paths, known=known)
 
     _silver_and_gold(lake, result, min_hours_complete=settings.churn.min_hours_complete)
-    if features and lake.exists(tables.GOLD_DAILY) and (result.gold_dates or not lake.exists(GOLD_FEATURES)):
+    # is_older: a run killed after its DQ report but before the features left them stale.
+    stale = result.gold_dates or is_older(lake, GOLD_FEATURES, tables.GOLD_DAILY)
+    if features and lake.exists(tables.GOLD_DAILY) and stale:
         with result.timed("features"):
             result.features = run_features(spark, settings).describe()
     with result.timed("table_counts"):

@@ -18,11 +18,16 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 # `<lang>[.m|.zero][.<project>]` and specials like `commons.m`, `zh-min-nan`, `be-tarask`.
-DOMAIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
+# `[.]`, not `\.`: the pattern goes into a SQL string literal, which unescapes `\.` to `.` (any
+# character), and `e\x00n` or `enéa` would pass (found by tests/reliability/test_parser_fuzz.py).
+DOMAIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*([.][A-Za-z0-9_-]+)*$"
 # The hour a file covers, from its name; seconds (HH00SS in some old files) are ignored.
 FILE_TIME_SQL = (
     r"try_to_timestamp(regexp_extract(_file_name, '^projectviews-(\\d{8}-\\d{2})00\\d{2}$', 1), 'yyyyMMdd-HH')"
 )
+
+# The first hour of the projectviews dumps.
+FIRST_HOUR = "2015-05-01 00:00:00"
 
 # A line is `domain_code page_title count_views total_response_size`, single spaces: exactly
 # three spaces (`^[^ ]* [^ ]* [^ ]* [^ ]*$`), counted without a regular expression.
@@ -31,6 +36,9 @@ FOUR_FIELDS_SQL = "length(value) - length(replace(value, ' ', '')) = 3"
 # Row rules, in order: reason code -> SQL condition that is TRUE for a bad row.
 ROW_RULES: dict[str, str] = {
     "unparseable_file_name": "_event_timestamp IS NULL",
+    # Projectviews start in May 2015, and no file can hold an hour after the run that read it: such
+    # a name is corrupt, and its rows would stretch every domain's calendar over years of zeros.
+    "file_date_out_of_range": f"_event_timestamp < TIMESTAMP'{FIRST_HOUR}' OR _event_timestamp > _ingested_at",
     "wrong_field_count": "NOT _four_fields",
     "empty_domain": "_domain = ''",
     "invalid_domain": f"NOT (_domain RLIKE '{DOMAIN_PATTERN}')",
