@@ -14,7 +14,7 @@ def _title(text: str, subtitle: str | None = None) -> alt.TitleParams:
     return alt.TitleParams(text, subtitle=subtitle or "", anchor="start", fontSize=15, offset=8)
 
 
-def risk_ranking(top: pd.DataFrame, threshold: float, day: str) -> alt.Chart:
+def risk_ranking(top: pd.DataFrame, threshold: float, day: str) -> alt.TopLevelMixin:
     """Horizontal bars of the riskiest domains, with the model's threshold as a rule."""
     frame = top.assign(flag=top["churn"].map({True: "flagged", False: "below threshold"}))
     bars = (
@@ -46,7 +46,7 @@ def risk_ranking(top: pd.DataFrame, threshold: float, day: str) -> alt.Chart:
     )
 
 
-def view_history(history: pd.DataFrame, domain: str, window: int, factor: float) -> alt.Chart:
+def view_history(history: pd.DataFrame, domain: str, window: int, factor: float) -> alt.TopLevelMixin:
     """Daily views, their trailing mean and the churn threshold (symlog: zeros stay on the chart)."""
     long = history.melt("event_date", ["views", "past_mean", "threshold"], var_name="series", value_name="value")
     names = {
@@ -75,7 +75,7 @@ def view_history(history: pd.DataFrame, domain: str, window: int, factor: float)
     )
 
 
-def risk_history(history: pd.DataFrame, domain: str, threshold: float) -> alt.Chart:
+def risk_history(history: pd.DataFrame, domain: str, threshold: float) -> alt.TopLevelMixin:
     """How the domain's risk score moved, with the threshold."""
     line = (
         alt.Chart(history)
@@ -103,7 +103,7 @@ def time_series(
     log: bool = False,
     x_title: str = "date (UTC)",
     mark: str = "line",
-) -> alt.Chart:
+) -> alt.TopLevelMixin:
     """One measure over time."""
     scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     chart = alt.Chart(frame)
@@ -116,7 +116,7 @@ def time_series(
     ).properties(title=_title(title), height=HEIGHT - 60)
 
 
-def seasonality(frame: pd.DataFrame) -> alt.Chart:
+def seasonality(frame: pd.DataFrame) -> alt.TopLevelMixin:
     """Mean daily views per weekday, one line per access type (log: access types differ 100x)."""
     frame = frame.assign(weekday=frame["dayofweek"].map(lambda d: WEEKDAYS[int(d) - 1]))
     return (
@@ -132,7 +132,7 @@ def seasonality(frame: pd.DataFrame) -> alt.Chart:
     )
 
 
-def completeness_calendar(frame: pd.DataFrame) -> alt.Chart:
+def completeness_calendar(frame: pd.DataFrame) -> alt.TopLevelMixin:
     """Calendar heat map: one cell per date (week x weekday), colour = hourly files present."""
     return (
         alt.Chart(frame)
@@ -152,7 +152,7 @@ def completeness_calendar(frame: pd.DataFrame) -> alt.Chart:
     )
 
 
-def quarantine_by_run(runs: pd.DataFrame) -> alt.Chart:
+def quarantine_by_run(runs: pd.DataFrame) -> alt.TopLevelMixin:
     """Quarantined rows per run, stacked by DQ reason."""
     reasons = [c for c in runs.columns if c.startswith("q_")]
     long = runs.melt(["run_id", "run_at"], reasons, var_name="dq_reason", value_name="rows")
@@ -171,7 +171,7 @@ def quarantine_by_run(runs: pd.DataFrame) -> alt.Chart:
     )
 
 
-def flagged_per_day(frame: pd.DataFrame, version: str) -> alt.Chart:
+def flagged_per_day(frame: pd.DataFrame, version: str) -> alt.TopLevelMixin:
     """Domains the model flagged per scored day."""
     return (
         alt.Chart(frame)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import streamlit as st
@@ -42,11 +42,12 @@ def reader() -> data.LakeReader:
 _started = {"at": time.perf_counter()}
 
 
-def empty(message: str, todo: str) -> None:
+def empty(message: str, todo: str) -> NoReturn:
     """An empty state that says what to run (``todo`` is markdown, e.g. "run `wikichurn eda`"); ends the page."""
     st.info(f"{message}  \n{todo}", icon=":material/info:")
     footer()
     st.stop()
+    raise AssertionError("unreachable: st.stop() ends the script")  # for type checkers
 
 
 def footer() -> None:

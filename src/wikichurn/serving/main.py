@@ -88,7 +88,7 @@ def create_app(
     for router in (health_router, model_router, score_router, admin_router):
         app.include_router(router)
     app.add_exception_handler(Exception, _unhandled_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]  # Starlette types the handler for Exception
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     return app
 

@@ -52,7 +52,7 @@ with right:
 
 st.subheader(f"Evaluation of version {prod.version}")
 if not prod.run_id:
-    st.info("This version has no run: no figures.")
+    common.empty("This version has no run: no figures.", "Versions registered by `wikichurn train` carry their run.")
 try:
     figures = common.figures(tracking_uri(settings) or "", prod.run_id)
 except registry.RegistryUnavailable as exc:
