@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.reliability.helpers import start_wikichurn
-from tests.serving.conftest import (
+from tests.utils.serving import (
     CHURN,
     MODEL_NAME,
     Registry,

@@ -19,7 +19,7 @@ from tests.fixtures.mirror import SMALL_MIRROR_END, SMALL_MIRROR_START
 from tests.fixtures.s3 import DUMMY_KEY_ID, DUMMY_SECRET, REGION
 from tests.reliability.faults import FaultyFront, restartable_weed
 from tests.reliability.helpers import cli_env, copy_raw, start_wikichurn, wikichurn
-from tests.serving.conftest import (
+from tests.utils.serving import (
     MODEL_NAME,
     Registry,
     feature_frame,

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
-from tests.pipeline.test_pipeline_run import write_raw
+from tests.utils.raw import write_raw
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse.bronze import build_bronze

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.helpers import WIKICHURN, cli_env
-from tests.serving.conftest import mlflow_pointed_at
 from tests.training.conftest import churn_lake, mlflow_server  # noqa: F401 (fixtures)
+from tests.utils.serving import mlflow_pointed_at
 from wikichurn.core.settings import Settings
 from wikichurn.training.server import TrackingServer
 

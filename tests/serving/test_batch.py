@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from pyspark.sql import SparkSession
 
 from tests.fixtures.scored_lake import LAKE_MODEL, ScoredLake
-from tests.serving.conftest import mlflow_pointed_at
+from tests.utils.serving import mlflow_pointed_at
 from wikichurn.core.churn import KEY_COLUMNS
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, export_snapshot
