@@ -22,8 +22,12 @@ ALLOWED: dict[str, set[str]] = {
     "sim": {"core"},
     # Training reads gold_churn_features through the lake's Spark reader.
     "training": {"core", "pipeline"},
-    # Serving loads the model through the training package's model wrapper, and nothing else of it.
-    "serving": {"core", "training.model"},
+    # Serving loads the model through the training package's model wrapper, and nothing else of it;
+    # batch scoring (serving.batch, a lake job) reads and writes its tables through the Lake.
+    "serving": {"core", "training.model", "pipeline.lakehouse.lake"},
+    # The dashboard reads the lake with deltalake/DuckDB (never Spark) and the registry; it shares
+    # the scores table's names with batch scoring and may start a local tracking server.
+    "dashboard": {"core", "serving.batch", "serving.nospark", "training.server"},
 }
 ANYTHING = {"cli", "__main__", "__init__"}
 # Named exceptions, module -> package: each one is a composition of several stages that the

@@ -63,3 +63,16 @@ def test_sail_session_environment_lasts_as_long_as_the_session(monkeypatch: pyte
         assert "AWS_ACCESS_KEY_ID" not in os.environ and "AWS_SECRET_ACCESS_KEY" not in os.environ
         assert os.environ["AWS_SKIP_SIGNATURE"] == "true"
     assert dict(os.environ) == before
+
+
+def test_sail_idle_session_timeout_comes_from_the_settings() -> None:
+    # Sail removes a session idle for 900 s by default, which killed the test session's Spark
+    # after a long training test; the setting reaches the server (a short one expires the session)
+    # and the default outlives any idle spell of a job or a test run.
+    assert Settings().sail.session_timeout_s >= 24 * 3600
+    with build_spark(Settings(sail={"session_timeout_s": 1})) as spark:
+        assert spark.range(3).count() == 3
+        time.sleep(3)
+        with pytest.raises(Exception, match="not running"):
+            spark.range(3).count()
+    assert "SAIL_SPARK__SESSION_TIMEOUT_SECS" not in os.environ

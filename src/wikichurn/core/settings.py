@@ -80,6 +80,9 @@ class SailSettings(BaseModel):
     """The embedded Sail server (in-process Spark Connect, no JVM)."""
 
     port: int = 0  # 0 = pick a free port
+    # Sail drops a session idle this long (its default: 900 s). The embedded server has one client,
+    # this process, so a long idle spell (a training, a test that runs no query) must not kill it.
+    session_timeout_s: int = Field(default=7 * 24 * 3600, ge=1)
 
 
 class IngestSettings(BaseModel):

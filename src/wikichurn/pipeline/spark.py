@@ -92,7 +92,11 @@ def _sail_session(settings: Settings) -> Iterator[SparkSession]:
 
     # pyspark's remote() sets SPARK_CONNECT_MODE_ENABLED for the whole process; owning it here
     # undoes it at stop, so a later classic (JVM) session in this process is not forced to Connect.
-    env = {**sail_s3_environment(settings.s3), "SPARK_CONNECT_MODE_ENABLED": "1"}
+    env = {
+        **sail_s3_environment(settings.s3),
+        "SPARK_CONNECT_MODE_ENABLED": "1",
+        "SAIL_SPARK__SESSION_TIMEOUT_SECS": str(settings.sail.session_timeout_s),
+    }
     if "RUST_LOG" not in os.environ:
         env["RUST_LOG"] = "warn"  # Sail logs every session at INFO otherwise
     with scoped_environ(env):
