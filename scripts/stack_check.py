@@ -109,6 +109,27 @@ def check_score(api: str, domains: list[str]) -> dict[str, Any]:
     return {"scores": scores, "model_version": results[0].get("model_version"), "seconds": round(seconds, 3)}
 
 
+def check_dashboard(url: str, wait_s: float = 120.0) -> dict[str, Any]:
+    """The dashboard service answers its health check and serves the Streamlit app page."""
+    import httpx
+
+    deadline, last = time.monotonic() + wait_s, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"{url}/_stcore/health", timeout=5)
+            if health.status_code == 200 and health.text.strip() == "ok":
+                page = httpx.get(url, timeout=10)
+                _require(page.status_code == 200, f"GET / on the dashboard answered {page.status_code}")
+                _require("<title>Streamlit</title>" in page.text or "streamlit" in page.text.lower(),
+                         "the dashboard's page is not the Streamlit app")  # fmt: skip
+                return {"health": "ok", "page_bytes": len(page.content)}
+            last = f"{health.status_code} {health.text[:80]}"
+        except httpx.HTTPError as err:
+            last = str(err)
+        time.sleep(2)
+    raise CheckFailed(f"the dashboard at {url} is not healthy after {wait_s:.0f} s: {last}")
+
+
 def check_warehouse(url: str, expected_gold_rows: int) -> dict[str, Any]:
     import psycopg
 
@@ -130,6 +151,7 @@ def main() -> int:
     parser.add_argument("--s3", required=True, help="published S3 endpoint, http://127.0.0.1:PORT")
     parser.add_argument("--mlflow", required=True, help="published MLflow URL")
     parser.add_argument("--api", required=True, help="published scoring API URL")
+    parser.add_argument("--dashboard", help="published dashboard URL (checked when given)")
     parser.add_argument("--db", required=True, help="postgresql:// URL of the warehouse database")
     parser.add_argument("--bucket", default="wikichurn")
     parser.add_argument("--out", type=Path)
@@ -147,6 +169,8 @@ def main() -> int:
         summary["score"] = check_score(args.api, known)
         summary["score_at"] = time.time()
         summary["warehouse"] = check_warehouse(args.db, lake["rows"]["gold_daily_projectviews"])
+        if args.dashboard:
+            summary["dashboard"] = check_dashboard(args.dashboard)
     except CheckFailed as err:
         print(f"stack check failed: {err}", file=sys.stderr)
         return 1

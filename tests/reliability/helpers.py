@@ -33,7 +33,9 @@ TABLES = (
 
 def cli_env(raw: str | Path, lake: str | Path, **extra: str) -> dict[str, str]:
     """The environment of a ``wikichurn`` subprocess working on ``raw`` and ``lake``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WIKICHURN_")}
+    # Nothing of this process's wikichurn or MLflow configuration (an earlier test's tracking server,
+    # maybe stopped since) leaks into the subprocess: it sees exactly what the test passes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WIKICHURN_", "MLFLOW_"))}
     env.update(WIKICHURN_RAW_URI=str(raw), WIKICHURN_LAKE_URI=str(lake), MLFLOW_DISABLE_TELEMETRY="true")
     env.update(extra)
     return env

@@ -37,7 +37,9 @@ DOMAINS = 120
 BATCH_FILES = "24"
 # Lakes per scenario. Each gets one kill aimed at a phase of the uninterrupted run, then one kill
 # of the recovery run halfway from its lease to that offset, then a rerun to completion.
-COLD_LAKES, INCREMENTAL_LAKES = 8, 3
+# CI runs 8 + 3 lakes (22 aimed kills, ~3.5 min); WIKICHURN_CHAOS_LAKES=3,1 is a quick local loop
+# and larger numbers a soak.
+COLD_LAKES, INCREMENTAL_LAKES = (int(n) for n in os.environ.get("WIKICHURN_CHAOS_LAKES", "8,3").split(","))
 # The last phase marker a killed run logged names where it died.
 PHASES = (
     ("writer lease taken", "lock"),
@@ -183,8 +185,10 @@ def test_killed_runs_converge_to_the_uninterrupted_result(world: dict) -> None:
     phases = Counter(phase for _s, _f, phase in kills)
     log.warning("chaos: %d kills survived, by phase %s", len(kills), dict(phases))
     print(f"\nchaos: {len(kills)} kills, by phase: {dict(phases)}; timelines: {world['timelines']}")
-    assert len(kills) >= 20, kills
-    assert len(phases) >= 4, phases  # the kills really were spread over the run's phases
+    lakes = COLD_LAKES + INCREMENTAL_LAKES
+    # Most aimed kills land before the run ends; the bar is 20 kill points.
+    assert len(kills) >= (20 if lakes >= 11 else int(1.5 * lakes)), kills
+    assert len(phases) >= min(4, lakes - 1), phases  # the kills really were spread over the run's phases
 
 
 def test_killed_ingest_never_shows_a_partial_file_and_completes(

@@ -72,15 +72,22 @@ def test_killed_training_never_half_registers(
 
     kills = 0
     for fraction in FRACTIONS:
-        proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-        try:
-            proc.wait(timeout=fraction * reference_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            kills += 1
-        check_registry(mlflow_server.url, tmp_path)
+        # A run that finishes before its kill (the shared machine got faster) recalibrates the
+        # reference from its own duration and is tried again, so the kill lands where it is aimed.
+        for _attempt in range(3):
+            began = time.monotonic()
+            proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            try:
+                proc.wait(timeout=fraction * reference_s)
+                reference_s = time.monotonic() - began
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+            check_registry(mlflow_server.url, tmp_path)
+            if proc.returncode == -signal.SIGKILL:
+                break
     last = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert last.returncode == 0, last.stderr[-3000:]
     versions, aliased = check_registry(mlflow_server.url, tmp_path)

@@ -142,3 +142,18 @@ def test_score_command_without_a_model_says_what_to_run(tmp_path: Path, monkeypa
     result = CliRunner().invoke(app, ["score"])
     assert result.exit_code == 1
     assert "no production model yet: run `wikichurn train`" in result.output
+
+
+def test_an_unreachable_registry_skips_scoring_at_once(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A pipeline run whose MLflow server is down must not sit in MLflow's HTTP retries for minutes.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening: refused
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
+        with caplog.at_level("WARNING", logger="wikichurn.serving.batch"):
+            assert score_if_production(spark, Settings(lake_uri=str(tmp_path / "lake"))) is None
+    assert f"the MLflow server at {dead} does not answer" in caplog.text

@@ -34,6 +34,7 @@ warehouse_app = typer.Typer(help="Gold tables in a PostgreSQL warehouse (Redshif
 app.add_typer(warehouse_app, name="warehouse")
 
 console = Console()
+err_console = Console(stderr=True)
 
 DateOpt = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="a UTC date, YYYY-MM-DD")]
 
@@ -82,7 +83,14 @@ def replay(
     """Turn real daily totals (projectcounts/daily CSVs) into a mirror of hourly projectviews files."""
     from wikichurn.sim.replay import replay as run_replay
 
-    console.print_json(data=run_replay(daily, out, seed=seed).to_dict())
+    summary = run_replay(daily, out, seed=seed)
+    console.print_json(data=summary.to_dict())
+    if summary.start < date(2015, 5, 1):
+        # The pipeline quarantines hours before the projectviews dumps began unless told otherwise.
+        err_console.print(
+            f"the mirror starts {summary.start}, before the projectviews dumps: run the pipeline with "
+            f"WIKICHURN_PIPELINE__FIRST_FILE_HOUR={summary.start}T00:00:00"
+        )
 
 
 @app.command()

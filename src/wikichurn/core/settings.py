@@ -16,7 +16,7 @@ type; ``Settings(**values)`` is the same as ``load_settings(**values)``.
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -103,6 +103,9 @@ class PipelineSettings(BaseModel):
     bronze_batch_files: int = Field(default=2000, ge=1)
     # Writer lease on the lake (pipeline/lakehouse/lock.py): expires this long after its last renewal.
     lock_ttl_s: float = Field(default=60.0, ge=1)
+    # Files naming an earlier hour are quarantined (file_date_out_of_range): projectviews start in
+    # May 2015. A replay of older daily totals (the real backtest) sets it to its first day.
+    first_file_hour: datetime = datetime(2015, 5, 1)
 
 
 class WarehouseSettings(BaseModel):

@@ -151,6 +151,18 @@ def load_production_model(settings: Settings) -> LoadedModel:
         loader.close()  # the booster is in memory now; the download folder is not needed
 
 
+def registry_reachable(uri: str, timeout_s: float = 3.0) -> bool:
+    """False when ``uri`` is an MLflow server that does not answer its health check in time."""
+    if not uri.startswith(("http://", "https://")):
+        return True  # a file or database store: nothing to wait for
+    import httpx
+
+    try:
+        return httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout_s).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
 @contextlib.contextmanager
 def mlflow_pointed_at(uri: str) -> Iterator[None]:
     """MLflow's tracking and registry URIs set to ``uri`` for the block, then restored.
@@ -293,8 +305,13 @@ def run_scoring(spark: SparkSession, settings: Settings, model: LoadedModel | No
 
 def score_if_production(spark: SparkSession, settings: Settings) -> ScoreRunResult | None:
     """:func:`run_scoring` when a production model exists; None (and a log line) otherwise."""
-    if not tracking_uri(settings):
+    uri = tracking_uri(settings)
+    if not uri:
         log.info("batch scoring skipped: no MLflow tracking URI configured")
+        return None
+    if not registry_reachable(uri):
+        # The run's tables are committed already; MLflow's own retries would hold the run for minutes.
+        log.warning("batch scoring skipped: the MLflow server at %s does not answer (run `wikichurn score` later)", uri)
         return None
     try:
         return run_scoring(spark, settings)

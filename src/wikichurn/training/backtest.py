@@ -22,7 +22,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -248,7 +248,12 @@ def lake_from_mirror(
     from wikichurn.sim.mirror import serve_mirror
     from wikichurn.training.data import load_feature_data
 
+    # Replayed projectcounts-era days (2008-2015) predate the projectviews dumps' first hour.
     settings = Settings(raw_uri=str(work / "raw"), lake_uri=str(work / "lake"))
+    first_hour = datetime.combine(first, datetime.min.time())
+    settings = settings.model_copy(
+        update={"pipeline": settings.pipeline.model_copy(update={"first_file_hour": first_hour})}
+    )
     with serve_mirror(mirror) as url:
         landed = ingest(url, settings.raw_uri, first, last, settings)
     if landed.failed:

@@ -130,7 +130,12 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
             # Files with no lines leave no bronze row: name them so the ledger still records them.
             steps.reconcile_ledger(lake, sizes, run_at, expected=new_paths, known=known)
 
-    _silver_and_gold(lake, result, min_hours_complete=settings.churn.min_hours_complete)
+    _silver_and_gold(
+        lake,
+        result,
+        min_hours_complete=settings.churn.min_hours_complete,
+        first_hour=settings.pipeline.first_file_hour,
+    )
     # is_older: a run killed after its DQ report but before the features left them stale.
     stale = result.gold_dates or is_older(lake, GOLD_FEATURES, tables.GOLD_DAILY)
     if features and lake.exists(tables.GOLD_DAILY) and stale:
@@ -144,7 +149,7 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
     return result
 
 
-def _silver_and_gold(lake: Lake, result: PipelineResult, *, min_hours_complete: int) -> None:
+def _silver_and_gold(lake: Lake, result: PipelineResult, *, min_hours_complete: int, first_hour: datetime) -> None:
     """Silver, gold and the DQ report for the bronze rows no report covers yet."""
     with result.timed("pending"):
         pending = steps.pending_bronze(lake)
@@ -153,7 +158,7 @@ def _silver_and_gold(lake: Lake, result: PipelineResult, *, min_hours_complete: 
     with result.timed("silver_clear"):
         steps.clear_unreported_silver(lake, pending)
     with result.timed("silver_classify"):
-        classified = steps.classify_pending(lake, pending)
+        classified = steps.classify_pending(lake, pending, first_hour)
     with result.timed("silver_clean"):
         steps.append_silver_clean(lake, classified)
     with result.timed("silver_quarantine"):

@@ -165,7 +165,7 @@ def clear_unreported_silver(lake: Lake, pending: Pending) -> None:
             lake.delete_where(table, pending.condition)
 
 
-def classify_pending(lake: Lake, pending: Pending) -> DataFrame:
+def classify_pending(lake: Lake, pending: Pending, first_hour: datetime) -> DataFrame:
     """The pending bronze rows with their ``dq_reason``, as a plan over bronze.
 
     The two small frames the rules need (each file's hour, the domains repeated in an hour) are
@@ -175,7 +175,7 @@ def classify_pending(lake: Lake, pending: Pending) -> DataFrame:
     bronze = pending.of(lake.read(tables.BRONZE))
     paths = lake.frame(((p,) for p in pending.files), SOURCE_PATHS_SCHEMA)
     hours = lake.frame(file_hours(paths).collect(), FILE_HOURS_SCHEMA)
-    fields = parse_fields(bronze, hours)
+    fields = parse_fields(bronze, hours, first_hour)
     repeated = repeated_domain_hours(fields).collect()
     log.info("silver: rules applied to %d files; %d domain-hours listed twice", len(pending.files), len(repeated))
     return classify(fields, lake.frame(repeated, REPEATED_DOMAINS_SCHEMA))
