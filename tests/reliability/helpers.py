@@ -7,10 +7,13 @@ sorted rows minus the columns that legitimately differ between two runs over the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,39 @@ def start_wikichurn(*args: str, env: dict[str, str], cwd: Path | None = None) ->
         text=True,
         start_new_session=True,
     )
+
+
+def run_killed_at(
+    args: list[str], env: dict[str, str], cwd: Path, marker: str, occurrence: int = 1, delay_s: float = 0.0
+) -> tuple[bool, str]:
+    """Run ``args``; SIGKILL its process group ``delay_s`` after the ``occurrence``-th stderr line
+    holding ``marker``. Returns (was it killed?, its stderr). A kill aimed by a log line lands in
+    the phase it names however fast or slow the shared machine is today."""
+    proc = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    fired = threading.Event()
+
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                fired.set()
+
+    lines, seen, timer = [], 0, None
+    for line in proc.stderr:
+        lines.append(line)
+        if timer is None and marker in line:
+            seen += 1
+            if seen == occurrence:
+                timer = threading.Timer(delay_s, kill)
+                timer.start()
+    proc.wait()
+    if timer is not None:
+        timer.cancel()
+    return fired.is_set() and proc.returncode == -signal.SIGKILL, "".join(lines)
 
 
 def copy_raw(mirror: Path, dest: Path) -> Path:

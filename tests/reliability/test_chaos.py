@@ -1,7 +1,8 @@
 """Crash anywhere, converge: ``wikichurn pipeline run`` killed with SIGKILL at many moments.
 
-The kill moments are time offsets spread over a first, uninterrupted run of the same work (no hooks
-in the pipeline: the real CLI process is killed wherever it happens to be). After each kill the
+Each kill is aimed by the run's own log lines: the k-th occurrence of a phase's line, then a delay
+into the work that follows (no hooks in the pipeline: the real CLI process is killed wherever it
+happens to be), so a kill lands in its phase however fast the shared machine is. After each kill the
 run is repeated; some lakes are killed twice in a row (a crash during recovery) before the last
 rerun. Every table is then compared, row for row, with an uninterrupted run's: same content,
 bronze = clean + quarantine, and the DQ reports count every bronze row exactly once.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.helpers import WIKICHURN, cli_env, dq_totals, fingerprint, wikichurn
+from tests.reliability.helpers import WIKICHURN, cli_env, dq_totals, fingerprint, run_killed_at, wikichurn
 from wikichurn.sim.simulate import simulate
 
 pytestmark = pytest.mark.slow
@@ -35,11 +35,30 @@ START, SPLIT, END = date(2024, 3, 1), date(2024, 3, 15), date(2024, 3, 21)
 DOMAINS = 120
 # Small bronze batches: a cold start commits bronze ~20 times, so kills land between commits.
 BATCH_FILES = "24"
-# Lakes per scenario. Each gets one kill aimed at a phase of the uninterrupted run, then one kill
-# of the recovery run halfway from its lease to that offset, then a rerun to completion.
-# CI runs 8 + 3 lakes (22 aimed kills, ~3.5 min); WIKICHURN_CHAOS_LAKES=3,1 is a quick local loop
-# and larger numbers a soak.
-COLD_LAKES, INCREMENTAL_LAKES = (int(n) for n in os.environ.get("WIKICHURN_CHAOS_LAKES", "8,3").split(","))
+# The first kill of each lake: (log line, occurrence, delay s). Cold starts write ~21 bronze batches.
+# 8 cold + 3 incremental lakes, each killed twice: 22 kills.
+COLD_KILLS = (
+    ("sail server listening", 1, 0.3),
+    ("bronze: appended", 9, 0.05),
+    ("bronze: appended", 18, 0.1),
+    ("ledger: recorded", 1, 0.0),
+    ("silver: rules applied", 1, 0.05),
+    ("silver: clean rows appended", 1, 0.0),
+    ("silver: quarantined rows appended", 1, 0.05),
+    ("rows in =", 1, 0.1),
+)
+INCREMENTAL_KILLS = (
+    ("bronze: appended", 2, 0.0),
+    ("silver: clean rows appended", 1, 0.1),
+    ("rows in =", 1, 0.3),
+)
+# Each recovery run is killed again soon after its session starts (a crash during recovery).
+RECOVERY_DELAYS = (0.1, 0.4, 0.8)
+# WIKICHURN_CHAOS_LAKES=3,1 keeps the first lakes of each list: a quick local loop.
+_limit = os.environ.get("WIKICHURN_CHAOS_LAKES")
+if _limit:
+    _cold, _incremental = (int(n) for n in _limit.split(","))
+    COLD_KILLS, INCREMENTAL_KILLS = COLD_KILLS[:_cold], INCREMENTAL_KILLS[:_incremental]
 # The last phase marker a killed run logged names where it died.
 PHASES = (
     ("writer lease taken", "lock"),
@@ -62,24 +81,6 @@ def phase_of(stderr: str) -> str:
     return best
 
 
-def run_killed(env: dict[str, str], cwd: Path, offset_s: float) -> tuple[bool, str]:
-    """Start a run, SIGKILL its process group ``offset_s`` after the start; (was it killed?, phase)."""
-    log_path = cwd / f"kill-{time.monotonic_ns()}.log"
-    with log_path.open("w") as err:
-        proc = subprocess.Popen(
-            [WIKICHURN, "pipeline", "run"], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            proc.wait(timeout=offset_s)
-            killed = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            killed = True
-    return killed, phase_of(log_path.read_text(errors="replace")) if killed else "finished"
-
-
 def timed_run(env: dict[str, str], cwd: Path) -> dict[str, float]:
     """An uninterrupted run; the offset (s) at which each phase began, and ``end``."""
     began = time.monotonic()
@@ -98,12 +99,6 @@ def timed_run(env: dict[str, str], cwd: Path) -> dict[str, float]:
     assert proc.wait() == 0, "".join(lines)[-3000:]
     timeline["end"] = time.monotonic() - began
     return timeline
-
-
-def kill_offsets(timeline: dict[str, float], count: int) -> list[float]:
-    """``count`` offsets spread evenly over the work (from the lease to the end), in every phase."""
-    first, last = timeline["lock"], timeline["end"]
-    return [first + (last - first) * (k + 0.5) / count for k in range(count)]
 
 
 @pytest.fixture(scope="module")
@@ -162,33 +157,31 @@ def test_killed_runs_converge_to_the_uninterrupted_result(world: dict) -> None:
         reference["silver_projectviews_clean"].total(),
         reference["silver_projectviews_quarantine"].total(),
     )
-    plan = [("cold", t) for t in kill_offsets(world["timelines"]["cold"], COLD_LAKES)]
-    plan += [("incremental", t) for t in kill_offsets(world["timelines"]["incremental"], INCREMENTAL_LAKES)]
-    kills: list[tuple[str, float, str]] = []
-    for index, (scenario, offset) in enumerate(plan):
+    plan = [("cold", k) for k in COLD_KILLS] + [("incremental", k) for k in INCREMENTAL_KILLS]
+    kills: list[tuple[str, str, str]] = []
+    for index, (scenario, (marker, occurrence, delay_s)) in enumerate(plan):
         lake = root / f"lake-{index}"
         if scenario == "incremental":
             shutil.copytree(world["base"], lake)
         env = cli_env(world["raw"], lake, **world["extra"])
-        lock_at = world["timelines"][scenario]["lock"]
-        for at in (offset, lock_at + (offset - lock_at) / 2):  # the second kill hits the recovery run
-            killed, phase = run_killed(env, root, at)
+        aims = [(marker, occurrence, delay_s), ("sail server listening", 1, RECOVERY_DELAYS[index % 3])]
+        for aim in aims:  # the second kill hits the recovery run
+            killed, stderr = run_killed_at([WIKICHURN, "pipeline", "run"], env, root, aim[0], aim[1], aim[2])
             if killed:
-                kills.append((scenario, round(at, 2), phase))
+                kills.append((scenario, f"{aim[0]}#{aim[1]}+{aim[2]}s", phase_of(stderr)))
         rerun = wikichurn("pipeline", "run", "--json", env=env, cwd=root)
-        assert rerun.returncode == 0, f"rerun after a kill at {offset:.2f} s failed: {rerun.stderr[-3000:]}"
+        assert rerun.returncode == 0, f"rerun after kills {aims} failed: {rerun.stderr[-3000:]}"
         got = fingerprint(lake)
         for table, rows in reference.items():
-            assert got.get(table) == rows, f"{table} differs after {scenario} kills at {offset:.2f} s"
-        assert dq_totals(lake) == totals, f"double counting after {scenario} kills at {offset:.2f} s"
+            assert got.get(table) == rows, f"{table} differs after {scenario} kills {aims}"
+        assert dq_totals(lake) == totals, f"double counting after {scenario} kills {aims}"
         shutil.rmtree(lake)
     phases = Counter(phase for _s, _f, phase in kills)
     log.warning("chaos: %d kills survived, by phase %s", len(kills), dict(phases))
     print(f"\nchaos: {len(kills)} kills, by phase: {dict(phases)}; timelines: {world['timelines']}")
-    lakes = COLD_LAKES + INCREMENTAL_LAKES
-    # Most aimed kills land before the run ends; the issue's bar is 20 kill points.
-    assert len(kills) >= (20 if lakes >= 11 else int(1.5 * lakes)), kills
-    assert len(phases) >= min(4, lakes - 1), phases  # the kills really were spread over the run's phases
+    # Every lake's first kill is aimed at a log line its run prints; the issue's bar is 20 kills.
+    assert len(kills) >= (20 if len(plan) >= 11 else len(plan)), kills
+    assert len(phases) >= min(6, len(plan) - 1), phases  # the kills really were spread over the run's phases
 
 
 def test_killed_ingest_never_shows_a_partial_file_and_completes(
@@ -201,22 +194,17 @@ def test_killed_ingest_never_shows_a_partial_file_and_completes(
     raw = tmp_path / "raw"
     env = cli_env(raw, tmp_path / "lake")
     kills = 0
-    # Slow downloads (40 ms a file, 4 at a time): a 240-file ingest takes seconds, and kills land mid-transfer.
-    with FaultyFront(mirror_url, delay_s=0.04) as front:
+    # Slow downloads (100 ms a file, 4 at a time: ~40 files/s of 240); each kill lands that long after
+    # the run logs how many files it will download, so it is always mid-transfer.
+    with FaultyFront(mirror_url, delay_s=0.1) as front:
         args = [WIKICHURN, "ingest", "--source", front.url, "--dest", str(raw)]
         args += ["--start", f"{SMALL_MIRROR_START}", "--end", f"{SMALL_MIRROR_END}"]
-        for offset in (1.2, 1.6, 2.0, 2.4, 2.8):
-            proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-            try:
-                proc.wait(timeout=offset)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                kills += 1
+        for delay_s in (0.3, 0.5, 0.7, 0.9, 1.1):
+            killed, _stderr = run_killed_at(args, env, tmp_path, "to download", delay_s=delay_s)
+            kills += killed
             visible = {str(p.relative_to(raw)): p.read_bytes() for p in raw.glob("*/*/projectviews-*")}
             assert all(expected[key] == data for key, data in visible.items())  # whole files only
         done = wikichurn(*args[1:], env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert kills >= 3
+    assert kills == 5
     assert {str(p.relative_to(raw)): p.read_bytes() for p in raw.glob("*/*/projectviews-*")} == expected

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -21,6 +19,9 @@ import pandas as pd
 
 from wikichurn.core.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KEY_COLUMNS, compute_domain_frame
 from wikichurn.core.settings import ChurnSettings
+
+# The product's own scope (URIs, MLflow's globals and environment variables restored), for the tests.
+from wikichurn.serving.batch import mlflow_pointed_at  # noqa: F401
 from wikichurn.serving.config import ServingSettings
 from wikichurn.training.model import (
     as_categorical,
@@ -110,28 +111,6 @@ def train_model(frame: pd.DataFrame, *, seed: int, rounds: int = 40, threshold: 
 
 
 # -- MLflow ------------------------------------------------------------------------------------
-
-
-@contextmanager
-def mlflow_pointed_at(uri: str) -> Iterator[None]:
-    """Point MLflow (this process and its subprocesses) at ``uri``; restore everything after."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass

@@ -165,7 +165,7 @@ def registry_reachable(uri: str, timeout_s: float = 3.0) -> bool:
 
 @contextlib.contextmanager
 def mlflow_pointed_at(uri: str) -> Iterator[None]:
-    """MLflow's tracking and registry URIs set to ``uri`` for the block, then restored.
+    """MLflow's tracking and registry URIs (and their variables) set to ``uri`` for the block, then restored.
 
     The registry loader uses MLflow's process-wide URIs; a batch run (or a test) must not leave
     them pointing elsewhere for the rest of the process.
@@ -174,13 +174,18 @@ def mlflow_pointed_at(uri: str) -> Iterator[None]:
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
+    from wikichurn.core.environment import scoped_environ
+
     saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+    # set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ (for subprocesses): the
+    # scope restores the variables as well as MLflow's globals.
+    with scoped_environ({"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield
+        finally:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = saved
 
 
 # -- pure scoring --------------------------------------------------------------------------------

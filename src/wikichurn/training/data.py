@@ -87,16 +87,9 @@ def feature_table_version(location: str, settings: Settings | None = None) -> in
 
         options: dict[str, str] | None = None
         if settings is not None and settings.is_s3(location):
-            s3 = settings.s3
-            options = {"AWS_REGION": s3.region}
-            if s3.endpoint_url:
-                options["AWS_ENDPOINT_URL"] = s3.endpoint_url
-                options["AWS_ALLOW_HTTP"] = str(s3.allow_http).lower()
-            if s3.access_key_id and s3.secret_access_key:
-                options["AWS_ACCESS_KEY_ID"] = s3.access_key_id
-                options["AWS_SECRET_ACCESS_KEY"] = s3.secret_access_key
-            elif s3.anonymous:
-                options["AWS_SKIP_SIGNATURE"] = "true"
+            from wikichurn.core.storage import delta_storage_options
+
+            options = delta_storage_options(settings.s3)
             location = location.replace("s3a://", "s3://", 1)
         return int(DeltaTable(location, storage_options=options).version())
     except Exception as exc:  # lineage is best effort: never fail training for it

@@ -328,6 +328,7 @@ def tune(folds: FoldSet, cfg: TrainingSettings, *, training_id: str | None = Non
             metrics |= {f"val_{spec.name}_fold{k}": v for k, v in enumerate(fit.values)}
             metrics |= {f"best_iteration_fold{k}": v for k, v in enumerate(fit.best_iterations)}
             mlflow.log_metrics(metrics | {"seconds": fit.seconds})
+            log.info("trial %d: mean CV %s = %.4f (%.1f s)", trial.number, spec.name, fit.value, fit.seconds)
             mlflow.set_tag(TAG_TRIAL_STATE, "complete")
             if "value" not in kept or spec.better(fit.value, kept["value"]):
                 kept.update(value=fit.value, fit=fit, trial=trial.number)
