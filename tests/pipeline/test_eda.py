@@ -18,7 +18,8 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from tests.utils.raw import write_raw
-from wikichurn.core.churn import compute_domain_frame, parse_domain_code
+from wikichurn.core.churn import parse_domain_code
+from wikichurn.core.columnar import domain_frame
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.eda import kpis, plots, quirks, results
 from wikichurn.pipeline.eda.quirks import SpikeRule
@@ -268,9 +269,7 @@ def test_churn_base_rate_over_time_and_by_family(built: Built) -> None:
     labelled: dict[date, list[float]] = {}
     families: dict[str, list[float]] = {}
     for code, series in views.items():
-        frame = compute_domain_frame(
-            series, built.settings.churn, domain_code=code, end_date=day(DAYS - 1), day_hours=hours
-        )
+        frame = domain_frame(series, built.settings.churn, domain_code=code, end_date=day(DAYS - 1), day_hours=hours)
         for row in frame[frame["label_available"]].itertuples():
             labelled.setdefault(row.event_date, []).append(row.churn)
             families.setdefault(parse_domain_code(code).project_family, []).append(row.churn)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS, compute_domain_frame, label_columns
+from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS, label_columns
+from wikichurn.core.columnar import domain_frame
 from wikichurn.core.settings import ChurnSettings
 from wikichurn.pipeline.lakehouse.features import build_churn_features, domain_metadata
 from wikichurn.pipeline.lakehouse.schemas import GOLD_DAILY_SCHEMA
@@ -59,7 +60,7 @@ def test_spark_features_equal_python_features(spark: SparkSession, seed: int, po
     expected = []
     for code in CODES:
         views = {d: v for c, v, _h, d in rows if c == code}
-        expected.append(compute_domain_frame(views, churn, domain_code=code, end_date=end, day_hours=hours))
+        expected.append(domain_frame(views, churn, domain_code=code, end_date=end, day_hours=hours))
     want = pd.concat(expected, ignore_index=True)
 
     columns = [*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS), *label_columns(7)]

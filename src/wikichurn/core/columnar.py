@@ -1,0 +1,335 @@
+"""The numpy compilation of :mod:`wikichurn.core.featurespec`: features of many days at once.
+
+Every row of a :class:`Windows` is one (domain, day t) with its neighbourhood laid out as a row of a
+matrix: column ``look + j`` holds day ``t + j`` and NaN stands for a day outside the domain's
+calendar. Each feature kind is then one vectorised reduction over a slice of columns, the same for
+one request (a matrix of one row per instance, no future columns) and for a whole table (one row
+per day, built with ``sliding_window_view``). No pandas on this path; :func:`domain_frame` wraps the
+result in a DataFrame for the callers that want one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from wikichurn.core.churn import parse_domain_code
+from wikichurn.core.featurespec import Feature, feature_spec, lookback_rows, table_columns
+from wikichurn.core.settings import ChurnSettings
+
+if TYPE_CHECKING:
+    import pandas as pd  # only domain_frame builds a DataFrame, and imports pandas when it does
+
+Columns = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Rows of (domain, day t) with the days around t (see the module docstring)."""
+
+    views: np.ndarray  # (rows, look + 1 + ahead) float64: the statistics' views, NaN outside the calendar
+    hours: np.ndarray  # same shape: hourly files of each day (NaN outside)
+    observed: np.ndarray  # (rows,) int64: views of day t as in gold
+    position: np.ndarray  # (rows,) int64: days since the first day with views
+    days: np.ndarray  # (rows,) datetime64[D]: day t
+    domains: np.ndarray  # (rows,) object: the domain codes
+    look: int  # index of day t in a row
+
+    @property
+    def ahead(self) -> int:
+        """Days after t a row holds."""
+        return int(self.views.shape[1]) - self.look - 1
+
+
+def adjusted_views(observed: np.ndarray, hours: np.ndarray, churn: ChurnSettings) -> np.ndarray:
+    """Views as the statistics see them: scaled to 24 hours on partial days under ``rescale``."""
+    views = observed.astype("float64")
+    if churn.incomplete_policy != "rescale":
+        return views
+    partial = (hours >= churn.min_hours_rescale) & (hours < 24)
+    return np.where(partial, views * 24.0 / np.where(partial, hours, 24.0), views)
+
+
+def series_windows(
+    domain_code: str,
+    first: date,
+    observed: np.ndarray,
+    hours: np.ndarray,
+    churn: ChurnSettings,
+    *,
+    ahead: int | None = None,
+) -> Windows:
+    """Every day of one domain's dense calendar (``observed[i]`` = views of ``first + i`` days)."""
+    look = lookback_rows(churn)
+    ahead = churn.horizon_days if ahead is None else ahead
+    n = len(observed)
+    pad_l, pad_r = np.full(look, np.nan), np.full(ahead, np.nan)
+    hours_f = hours.astype("float64")
+    views = adjusted_views(observed, hours_f, churn)
+    width = look + 1 + ahead
+    return Windows(
+        views=sliding_window_view(np.concatenate([pad_l, views, pad_r]), width),
+        hours=sliding_window_view(np.concatenate([pad_l, hours_f, pad_r]), width),
+        observed=observed.astype("int64"),
+        position=np.arange(n, dtype="int64"),
+        days=np.datetime64(first, "D") + np.arange(n),
+        domains=np.full(n, domain_code, dtype=object),
+        look=look,
+    )
+
+
+def concat_windows(parts: Sequence[Windows]) -> Windows:
+    """One :class:`Windows` of the rows of several (same ``look`` and width)."""
+    return Windows(
+        views=np.concatenate([p.views for p in parts]),
+        hours=np.concatenate([p.hours for p in parts]),
+        observed=np.concatenate([p.observed for p in parts]),
+        position=np.concatenate([p.position for p in parts]),
+        days=np.concatenate([p.days for p in parts]),
+        domains=np.concatenate([p.domains for p in parts]),
+        look=parts[0].look,
+    )
+
+
+# -- reductions over a slice of columns (NaN = no such day) --------------------------------------
+
+
+def _count(block: np.ndarray) -> np.ndarray:
+    return np.asarray(np.count_nonzero(~np.isnan(block), axis=1))
+
+
+def _mean(block: np.ndarray) -> np.ndarray:
+    count = _count(block)
+    total = np.where(np.isnan(block), 0.0, block).sum(axis=1)
+    return np.asarray(np.divide(total, count, out=np.full(len(count), np.nan), where=count > 0))
+
+
+def _extreme(block: np.ndarray, largest: bool) -> np.ndarray:
+    fill = -np.inf if largest else np.inf
+    filled = np.where(np.isnan(block), fill, block)
+    value = filled.max(axis=1) if largest else filled.min(axis=1)
+    return np.where(np.isinf(value), np.nan, value)
+
+
+def _std(block: np.ndarray) -> np.ndarray:
+    """Sample std; NaN below two days, exactly 0.0 when every day is equal."""
+    count = _count(block)
+    deviation = np.where(np.isnan(block), 0.0, block - _mean(block)[:, None])
+    var = np.divide((deviation**2).sum(axis=1), count - 1, out=np.full(len(count), np.nan), where=count > 1)
+    constant = _extreme(block, True) == _extreme(block, False)
+    return np.where(constant & (count > 1), 0.0, np.sqrt(var))
+
+
+def _slope(block: np.ndarray) -> np.ndarray:
+    """Least-squares slope of log1p(views) on the day index (covar_samp / var_samp); 2+ days."""
+    valid = ~np.isnan(block)
+    count = valid.sum(axis=1)
+    x = np.where(valid, np.arange(block.shape[1], dtype="float64"), np.nan)
+    dx = np.where(valid, x - _mean(x)[:, None], 0.0)
+    y = np.log1p(block)
+    dy = np.where(valid, y - _mean(y)[:, None], 0.0)
+    sxx = (dx * dx).sum(axis=1)
+    slope = np.divide((dx * dy).sum(axis=1), sxx, out=np.full(len(count), np.nan), where=(count > 1) & (sxx > 0))
+    return np.asarray(slope)
+
+
+# -- one evaluator per kind -----------------------------------------------------------------------
+
+
+def _past(w: Windows, n: int) -> np.ndarray:
+    return w.views[:, w.look - n : w.look]
+
+
+def _upto_t(w: Windows, n: int) -> np.ndarray:
+    return w.views[:, w.look - n + 1 : w.look + 1]
+
+
+_ROLLING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "mean": _mean,
+    "std": _std,
+    "min": lambda b: _extreme(b, False),
+    "max": lambda b: _extreme(b, True),
+}
+
+
+def _calendar(days: np.ndarray, part: str) -> np.ndarray:
+    years = days.astype("datetime64[Y]")
+    months = days.astype("datetime64[M]")
+    month = months.astype("int64") % 12 + 1
+    iso_dow = (days.astype("int64") + 3) % 7 + 1  # 1970-01-01 was a Thursday (ISO 4)
+    parts: dict[str, Callable[[], np.ndarray]] = {
+        "year": lambda: years.astype("int64") + 1970,
+        "month": lambda: month,
+        "day": lambda: (days - months).astype("int64") + 1,
+        "dayofweek": lambda: iso_dow,
+        "quarter": lambda: (month - 1) // 3 + 1,
+        "is_weekend": lambda: (iso_dow >= 6).astype("int64"),
+    }
+    return parts[part]()
+
+
+@lru_cache(maxsize=65536)
+def _domain_parts(code: str) -> dict[str, str]:
+    return {"domain_code": code, **vars(parse_domain_code(code))}
+
+
+def _domain(codes: np.ndarray, part: str) -> np.ndarray:
+    return np.array([_domain_parts(str(c))[part] for c in codes], dtype=object)
+
+
+def _label_available(w: Windows, churn: ChurnSettings, past: np.ndarray) -> np.ndarray:
+    wd, h = churn.window_days, churn.horizon_days
+    available = (w.position >= wd) & ~np.isnan(w.views[:, w.look + h]) & (past > 0)
+    if churn.incomplete_policy != "ignore":
+        hours = np.concatenate([w.hours[:, w.look - wd : w.look], w.hours[:, w.look + 1 : w.look + h + 1]], axis=1)
+        available &= ~(hours < churn.gap_hours()).any(axis=1)
+    return np.asarray(available)
+
+
+def _evaluate(f: Feature, w: Windows, churn: ChurnSettings) -> np.ndarray:
+    if f.kind == "observed":
+        return w.observed
+    if f.kind == "lag":
+        return w.views[:, w.look - f.rows]
+    if f.kind == "lead":
+        return w.views[:, w.look + f.rows]
+    if f.kind == "rolling":
+        return _ROLLING[f.stat](_upto_t(w, f.rows))
+    if f.kind == "past_mean":
+        return f.scale * _mean(_past(w, f.rows))
+    if f.kind == "ratio_to_past":
+        return (w.views[:, w.look] + 1.0) / (_mean(_past(w, f.rows)) + 1.0)
+    if f.kind == "trend_slope":
+        return _slope(_upto_t(w, f.rows))
+    if f.kind == "zero_days":
+        return np.asarray((_upto_t(w, f.rows) == 0).sum(axis=1), dtype="int64")
+    if f.kind == "position":
+        return w.position
+    if f.kind == "hours":
+        return w.hours[:, w.look].astype("int64")
+    if f.kind == "calendar":
+        return _calendar(w.days, f.stat)
+    if f.kind == "domain":
+        return _domain(w.domains, f.stat)
+    past = _mean(_past(w, churn.window_days))
+    if f.kind == "future_min":
+        return _extreme(w.views[:, w.look + 1 : w.look + f.rows + 1], False)
+    if f.kind == "churn":
+        future = _extreme(w.views[:, w.look + 1 : w.look + churn.horizon_days + 1], False)
+        return np.where(np.isnan(future) | np.isnan(past), np.nan, (future <= churn.factor * past).astype("float64"))
+    if f.kind == "label_available":
+        return _label_available(w, churn, past)
+    raise ValueError(f"{f.name}: unknown feature kind {f.kind!r}")
+
+
+def compute_columns(w: Windows, churn: ChurnSettings, names: Sequence[str] | None = None) -> Columns:
+    """The columns of :func:`feature_spec` (or just ``names``) for every row of ``w``.
+
+    Labels need ``w.ahead >= horizon_days``; ask only for features when the future is not there.
+    """
+    spec = feature_spec(churn)
+    wanted = set(names) if names is not None else None
+    out: Columns = {"event_date": w.days}
+    for f in spec:
+        if wanted is None or f.name in wanted:
+            value = _evaluate(f, w, churn)
+            out[f.name] = value if f.log1p is False else np.log1p(value)
+    return out
+
+
+@dataclass(frozen=True)
+class History:
+    """One domain's dense daily views, ``views[i]`` on ``first + i`` days, the last one scored."""
+
+    domain_code: str
+    first: date
+    views: np.ndarray  # int64, one per calendar day (a missing day is 0)
+
+
+def last_day_windows(histories: Sequence[History], churn: ChurnSettings) -> Windows:
+    """The last day of each history as one row (no future: features only), every day complete.
+
+    This is the serving path: a matrix of ``len(histories)`` rows and only the days the features
+    read, so its cost does not grow with the length of a history.
+    """
+    look = lookback_rows(churn)
+    rows = len(histories)
+    views = np.full((rows, look + 1), np.nan)
+    for i, history in enumerate(histories):
+        tail = history.views[-(look + 1) :]
+        views[i, look + 1 - len(tail) :] = tail
+    hours = np.where(np.isnan(views), np.nan, 24.0)
+    lengths = np.fromiter((len(h.views) for h in histories), "int64", rows)
+    firsts = np.array([h.first for h in histories], dtype="datetime64[D]")
+    return Windows(
+        views=views,  # complete days: nothing to rescale
+        hours=hours,
+        observed=np.fromiter((h.views[-1] for h in histories), "int64", rows),
+        position=lengths - 1,
+        days=firsts + (lengths - 1),
+        domains=np.array([h.domain_code for h in histories], dtype=object),
+        look=look,
+    )
+
+
+def domain_windows(
+    daily_views: Mapping[date, float],
+    churn: ChurnSettings,
+    *,
+    domain_code: str,
+    end_date: date | None = None,
+    day_hours: Mapping[date, int] | None = None,
+) -> Windows | None:
+    """The dense calendar of one domain (first day with views .. ``end_date``), as windows.
+
+    Dates absent inside the calendar are days of zero views; ``day_hours`` gives the hourly files
+    per date (default: every day complete; with a mapping, a date absent from it has none).
+    None when the domain has no day with views on or before ``end_date``.
+    """
+    positive = [d for d, v in daily_views.items() if v and v > 0]
+    last = end_date if end_date is not None else max(daily_views, default=None)
+    if not positive or last is None or min(positive) > last:
+        return None
+    first = min(positive)
+    n = (last - first).days + 1
+    observed = np.zeros(n, dtype="int64")
+    for d, v in daily_views.items():
+        i = (d - first).days
+        if 0 <= i < n:
+            observed[i] = int(v)
+    if day_hours is None:
+        hours = np.full(n, 24, dtype="int64")
+    else:
+        hours = np.zeros(n, dtype="int64")
+        for d, hh in day_hours.items():
+            i = (d - first).days
+            if 0 <= i < n:
+                hours[i] = int(hh)
+    return series_windows(domain_code, first, observed, hours, churn)
+
+
+def domain_frame(
+    daily_views: Mapping[date, float],
+    churn: ChurnSettings,
+    *,
+    domain_code: str,
+    end_date: date | None = None,
+    day_hours: Mapping[date, int] | None = None,
+) -> pd.DataFrame:
+    """Features and labels of every day of one domain as a DataFrame (the table's columns and order)."""
+    import pandas as pd
+
+    windows = domain_windows(daily_views, churn, domain_code=domain_code, end_date=end_date, day_hours=day_hours)
+    columns = list(table_columns(churn))
+    if windows is None:
+        return pd.DataFrame(columns=columns)
+    values = compute_columns(windows, churn)
+    frame = pd.DataFrame({name: values[name] for name in columns})
+    frame["event_date"] = [d.item() for d in values["event_date"]]
+    return frame
