@@ -375,8 +375,8 @@ def compare(
 ) -> None:
     """Build the lake with commit ``baseline`` and with this code from the same raw files, and check
     that every table holds the same rows (run ids and ingestion times aside)."""
+    from wikichurn.core import tables
     from wikichurn.core.settings import Settings
-    from wikichurn.pipeline.lakehouse import lake as tables
     from wikichurn.pipeline.lakehouse.lake import Lake
     from wikichurn.pipeline.spark import build_spark
 

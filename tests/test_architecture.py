@@ -24,6 +24,10 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"core", "pipeline"},
     # Serving loads the model through the training package's model wrapper, and nothing else of it.
     "serving": {"core", "training.model"},
+    # The dashboard reads the lake (table names from the core's data contract) and the registry.
+    # Of serving it takes only the pyspark blocker; of training only the local MLflow server that
+    # `--mlflow-root` starts.
+    "dashboard": {"core", "serving.nospark", "training.server"},
 }
 ANYTHING = {"cli", "__main__", "__init__"}
 # Named exceptions, module -> package: each one is a composition of several stages that the
@@ -31,6 +35,9 @@ ANYTHING = {"cli", "__main__", "__init__"}
 EXCEPTIONS: dict[str, set[str]] = {
     # The forward backtest serves a simulated or replayed mirror, ingests it and trains on it.
     "wikichurn.training.backtest": {"sim"},
+    # Batch scoring reads gold_churn_features and writes gold_churn_scores with Spark, through the
+    # lake's I/O (inside run_scoring only: importing the module loads no pipeline code).
+    "wikichurn.serving.batch": {"pipeline"},
 }
 
 

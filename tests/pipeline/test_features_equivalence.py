@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
+from tests.utils.features import assert_same_features
 from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS, label_columns
 from wikichurn.core.columnar import domain_frame
 from wikichurn.core.settings import ChurnSettings
@@ -65,16 +66,6 @@ def test_spark_features_equal_python_features(spark: SparkSession, seed: int, po
 
     columns = [*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS), *label_columns(7)]
     assert list(got.columns) == columns
-    keys = list(KEY_COLUMNS)
-    got = got.sort_values(keys).reset_index(drop=True)
-    want = want[columns].sort_values(keys).reset_index(drop=True)
     assert len(got) == len(want) > 500
     assert got["label_available"].sum() > 100 and got["churn"].sum() > 5  # a test with teeth
-    for column in columns:
-        a, b = got[column], want[column]
-        if a.dtype == object or b.dtype == object or column == "label_available":
-            assert a.astype(str).tolist() == b.astype(str).tolist(), column
-        else:
-            np.testing.assert_allclose(
-                a.astype(float).to_numpy(), b.astype(float).to_numpy(), rtol=1e-9, atol=1e-9, err_msg=column
-            )
+    assert_same_features(got, want, columns)

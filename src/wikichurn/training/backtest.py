@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
+from wikichurn.core.tables import GOLD_FEATURES
 from wikichurn.training.baselines import heuristic_features, heuristic_score, load_any_scorer
 from wikichurn.training.config import TrainingSettings
 from wikichurn.training.data import LABEL, FeatureData
@@ -258,9 +259,9 @@ def lake_from_mirror(
     if spark is None:
         with build_spark(settings) as session:
             run_pipeline(session, settings)
-            return settings, load_feature_data(settings, "gold_churn_features", session)
+            return settings, load_feature_data(settings, GOLD_FEATURES, session)
     run_pipeline(spark, settings)
-    return settings, load_feature_data(settings, "gold_churn_features", spark)
+    return settings, load_feature_data(settings, GOLD_FEATURES, spark)
 
 
 def backtest_daily(

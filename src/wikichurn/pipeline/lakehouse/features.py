@@ -20,10 +20,11 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from wikichurn.core import tables
 from wikichurn.core.churn import KEY_COLUMNS, feature_columns, parse_domain_code
 from wikichurn.core.featurespec import Feature, feature_spec
+from wikichurn.core.tables import GOLD_FEATURES
 from wikichurn.pipeline import compat
-from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse.frames import domain_spine
 from wikichurn.pipeline.lakehouse.lake import Lake
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GOLD_FEATURES = "gold_churn_features"
 DOMAIN_META_SCHEMA = StructType(
     [StructField(name, StringType(), False) for name in ("domain_code", "language", "project_family", "access")]
 )
