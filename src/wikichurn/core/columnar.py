@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,6 +45,46 @@ class Windows:
     def ahead(self) -> int:
         """Days after t a row holds."""
         return int(self.views.shape[1]) - self.look - 1
+
+    @cached_property
+    def memo(self) -> dict[tuple[object, ...], np.ndarray]:
+        """Reductions several features share (running sums, a window's min and max, the calendar)."""
+        return {}
+
+    def running(self, quantity: str) -> np.ndarray:
+        """Running sum of ``quantity`` along each row, a zero column first, so the sum over any
+        window is two look-ups however many windows the spec has. Quantities (over the days present):
+        ``days``, ``views``, ``zeros`` (days of 0 views), ``x``, ``xx`` (the column index and its
+        square), ``y``, ``xy`` (log1p of the views, and times the index)."""
+        key = ("running", quantity)
+        if key not in self.memo:
+            valid = ~np.isnan(self.views)
+            if quantity in ("x", "xx", "xy"):
+                x = np.where(valid, np.arange(self.views.shape[1], dtype="float64"), 0.0)
+                values = {"x": x, "xx": x * x, "xy": x * self._log}[quantity]
+            else:
+                values = {"days": valid, "views": self._filled, "zeros": self.views == 0, "y": self._log}[quantity]
+            lead = np.zeros((len(self.views), 1))
+            self.memo[key] = np.cumsum(np.concatenate([lead, values], axis=1), axis=1)
+        return self.memo[key]
+
+    def total(self, quantity: str, start: int, stop: int) -> np.ndarray:
+        """Sum of a :meth:`running` quantity over ``t+start .. t+stop`` (inclusive)."""
+        sums = self.running(quantity)
+        return np.asarray(sums[:, self.look + stop + 1] - sums[:, self.look + start])
+
+    def mean(self, start: int, stop: int) -> np.ndarray:
+        """Mean views of ``t+start .. t+stop`` over the days present (NaN when none is)."""
+        days, total = self.total("days", start, stop), self.total("views", start, stop)
+        return np.asarray(np.divide(total, days, out=np.full(len(days), np.nan), where=days > 0))
+
+    @cached_property
+    def _filled(self) -> np.ndarray:
+        return np.where(np.isnan(self.views), 0.0, self.views)
+
+    @cached_property
+    def _log(self) -> np.ndarray:
+        return np.log1p(self._filled)
 
 
 def adjusted_views(observed: np.ndarray, hours: np.ndarray, churn: ChurnSettings) -> np.ndarray:
@@ -100,78 +140,75 @@ def concat_windows(parts: Sequence[Windows]) -> Windows:
 # -- reductions over a slice of columns (NaN = no such day) --------------------------------------
 
 
-def _count(block: np.ndarray) -> np.ndarray:
-    return np.asarray(np.count_nonzero(~np.isnan(block), axis=1))
-
-
-def _mean(block: np.ndarray) -> np.ndarray:
-    count = _count(block)
-    total = np.where(np.isnan(block), 0.0, block).sum(axis=1)
-    return np.asarray(np.divide(total, count, out=np.full(len(count), np.nan), where=count > 0))
-
-
 def _extreme(block: np.ndarray, largest: bool) -> np.ndarray:
-    fill = -np.inf if largest else np.inf
-    filled = np.where(np.isnan(block), fill, block)
-    value = filled.max(axis=1) if largest else filled.min(axis=1)
-    return np.where(np.isinf(value), np.nan, value)
+    """Min or max over the days present (``fmin``/``fmax`` skip NaN); NaN when none is."""
+    return np.asarray((np.fmax if largest else np.fmin).reduce(block, axis=1))
 
 
-def _std(block: np.ndarray) -> np.ndarray:
-    """Sample std; NaN below two days, exactly 0.0 when every day is equal."""
-    count = _count(block)
-    deviation = np.where(np.isnan(block), 0.0, block - _mean(block)[:, None])
+def _std(w: Windows, n: int) -> np.ndarray:
+    """Sample std of ``t-n+1 .. t`` (two passes: no cancellation, whatever the views' size); NaN
+    below two days, exactly 0.0 when every day is equal."""
+    block = _upto_t(w, n)
+    count = w.total("days", 1 - n, 0)
+    deviation = np.where(np.isnan(block), 0.0, block - w.mean(1 - n, 0)[:, None])
     var = np.divide((deviation**2).sum(axis=1), count - 1, out=np.full(len(count), np.nan), where=count > 1)
-    constant = _extreme(block, True) == _extreme(block, False)
+    constant = _rolling_extreme(w, n, True) == _rolling_extreme(w, n, False)
     return np.where(constant & (count > 1), 0.0, np.sqrt(var))
 
 
-def _slope(block: np.ndarray) -> np.ndarray:
-    """Least-squares slope of log1p(views) on the day index (covar_samp / var_samp); 2+ days."""
-    valid = ~np.isnan(block)
-    count = valid.sum(axis=1)
-    x = np.where(valid, np.arange(block.shape[1], dtype="float64"), np.nan)
-    dx = np.where(valid, x - _mean(x)[:, None], 0.0)
-    y = np.log1p(block)
-    dy = np.where(valid, y - _mean(y)[:, None], 0.0)
-    sxx = (dx * dx).sum(axis=1)
-    slope = np.divide((dx * dy).sum(axis=1), sxx, out=np.full(len(count), np.nan), where=(count > 1) & (sxx > 0))
-    return np.asarray(slope)
+def _rolling_extreme(w: Windows, n: int, largest: bool) -> np.ndarray:
+    key = ("extreme", n, largest)
+    if key not in w.memo:
+        w.memo[key] = _extreme(_upto_t(w, n), largest)
+    return w.memo[key]
+
+
+def _slope(w: Windows, n: int) -> np.ndarray:
+    """Least-squares slope of log1p(views) on the day index over ``t-n+1 .. t`` (covar_samp /
+    var_samp) from running sums; 2+ days. The index and log views are small, so no cancellation."""
+    count = w.total("days", 1 - n, 0)
+    sx, sy = w.total("x", 1 - n, 0), w.total("y", 1 - n, 0)
+    safe = np.maximum(count, 1)
+    sxy = w.total("xy", 1 - n, 0) - sx * sy / safe
+    sxx = w.total("xx", 1 - n, 0) - sx * sx / safe
+    return np.asarray(np.divide(sxy, sxx, out=np.full(len(count), np.nan), where=(count > 1) & (sxx > 0)))
 
 
 # -- one evaluator per kind -----------------------------------------------------------------------
-
-
-def _past(w: Windows, n: int) -> np.ndarray:
-    return w.views[:, w.look - n : w.look]
 
 
 def _upto_t(w: Windows, n: int) -> np.ndarray:
     return w.views[:, w.look - n + 1 : w.look + 1]
 
 
-_ROLLING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "mean": _mean,
+_ROLLING: dict[str, Callable[[Windows, int], np.ndarray]] = {
+    "mean": lambda w, n: w.mean(1 - n, 0),
     "std": _std,
-    "min": lambda b: _extreme(b, False),
-    "max": lambda b: _extreme(b, True),
+    "min": lambda w, n: _rolling_extreme(w, n, False),
+    "max": lambda w, n: _rolling_extreme(w, n, True),
 }
 
 
-def _calendar(days: np.ndarray, part: str) -> np.ndarray:
+def _calendar(w: Windows, part: str) -> np.ndarray:
+    key = ("calendar", part)
+    if key not in w.memo:
+        w.memo.update({("calendar", name): value for name, value in _calendar_parts(w.days).items()})
+    return w.memo[key]
+
+
+def _calendar_parts(days: np.ndarray) -> dict[str, np.ndarray]:
     years = days.astype("datetime64[Y]")
     months = days.astype("datetime64[M]")
     month = months.astype("int64") % 12 + 1
     iso_dow = (days.astype("int64") + 3) % 7 + 1  # 1970-01-01 was a Thursday (ISO 4)
-    parts: dict[str, Callable[[], np.ndarray]] = {
-        "year": lambda: years.astype("int64") + 1970,
-        "month": lambda: month,
-        "day": lambda: (days - months).astype("int64") + 1,
-        "dayofweek": lambda: iso_dow,
-        "quarter": lambda: (month - 1) // 3 + 1,
-        "is_weekend": lambda: (iso_dow >= 6).astype("int64"),
+    return {
+        "year": years.astype("int64") + 1970,
+        "month": month,
+        "day": (days - months).astype("int64") + 1,
+        "dayofweek": iso_dow,
+        "quarter": (month - 1) // 3 + 1,
+        "is_weekend": (iso_dow >= 6).astype("int64"),
     }
-    return parts[part]()
 
 
 @lru_cache(maxsize=65536)
@@ -200,24 +237,24 @@ def _evaluate(f: Feature, w: Windows, churn: ChurnSettings) -> np.ndarray:
     if f.kind == "lead":
         return w.views[:, w.look + f.rows]
     if f.kind == "rolling":
-        return _ROLLING[f.stat](_upto_t(w, f.rows))
+        return _ROLLING[f.stat](w, f.rows)
     if f.kind == "past_mean":
-        return f.scale * _mean(_past(w, f.rows))
+        return f.scale * w.mean(-f.rows, -1)
     if f.kind == "ratio_to_past":
-        return (w.views[:, w.look] + 1.0) / (_mean(_past(w, f.rows)) + 1.0)
+        return (w.views[:, w.look] + 1.0) / (w.mean(-f.rows, -1) + 1.0)
     if f.kind == "trend_slope":
-        return _slope(_upto_t(w, f.rows))
+        return _slope(w, f.rows)
     if f.kind == "zero_days":
-        return np.asarray((_upto_t(w, f.rows) == 0).sum(axis=1), dtype="int64")
+        return np.asarray(np.rint(w.total("zeros", 1 - f.rows, 0)), dtype="int64")
     if f.kind == "position":
         return w.position
     if f.kind == "hours":
         return w.hours[:, w.look].astype("int64")
     if f.kind == "calendar":
-        return _calendar(w.days, f.stat)
+        return _calendar(w, f.stat)
     if f.kind == "domain":
         return _domain(w.domains, f.stat)
-    past = _mean(_past(w, churn.window_days))
+    past = w.mean(-churn.window_days, -1)
     if f.kind == "future_min":
         return _extreme(w.views[:, w.look + 1 : w.look + f.rows + 1], False)
     if f.kind == "churn":

@@ -35,6 +35,7 @@ the statistics see them, i.e. rescaled on partial days under the ``rescale`` pol
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from wikichurn.core.settings import ChurnSettings
@@ -96,7 +97,11 @@ def feature_spec(churn: ChurnSettings | None = None) -> tuple[Feature, ...]:
         churn: the churn definition (window, factor and horizon); default: the committed one.
     """
     churn = churn or ChurnSettings()
-    w, h = churn.window_days, churn.horizon_days
+    return _spec(churn.window_days, churn.horizon_days, churn.factor)
+
+
+@lru_cache(maxsize=64)  # the scoring hot path asks for it on every request
+def _spec(w: int, h: int, factor: float) -> tuple[Feature, ...]:
     calendar = tuple(
         Feature(part, "calendar", stat=part, dtype="bigint" if part == "is_weekend" else "int", seed=True)
         for part in CALENDAR_PARTS
@@ -104,7 +109,7 @@ def feature_spec(churn: ChurnSettings | None = None) -> tuple[Feature, ...]:
     return (
         Feature("count_views", "observed", dtype="bigint", seed=True),
         Feature(past_mean_name(w), "past_mean", w, seed=True),
-        Feature("threshold", "past_mean", w, scale=churn.factor, seed=True),
+        Feature("threshold", "past_mean", w, scale=factor, seed=True),
         Feature("domain_code", "domain", stat="domain_code", dtype="string", seed=True),
         *calendar,
         *(Feature(f"views_lag_{k}", "lag", k) for k in LAGS),
@@ -147,9 +152,14 @@ def table_columns(churn: ChurnSettings | None = None) -> tuple[str, ...]:
 
 def lookback_rows(churn: ChurnSettings | None = None) -> int:
     """How many rows before t any feature or label reads (the history a score needs, minus t)."""
-    spec = feature_spec(churn)
+    churn = churn or ChurnSettings()
+    return _lookback(churn.window_days, churn.horizon_days, churn.factor)
+
+
+@lru_cache(maxsize=64)
+def _lookback(w: int, h: int, factor: float) -> int:
     reach = {"lag": 0, "rolling": -1, "past_mean": 0, "ratio_to_past": 0, "trend_slope": -1, "zero_days": -1}
-    return max(f.rows + reach[f.kind] for f in spec if f.kind in reach)
+    return max(f.rows + reach[f.kind] for f in _spec(w, h, factor) if f.kind in reach)
 
 
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in feature_spec() if f.kind == "domain")
