@@ -84,7 +84,7 @@ class Windows:
 
     @cached_property
     def _log(self) -> np.ndarray:
-        return np.log1p(self._filled)
+        return np.asarray(np.log1p(self._filled))
 
 
 def adjusted_views(observed: np.ndarray, hours: np.ndarray, churn: ChurnSettings) -> np.ndarray:

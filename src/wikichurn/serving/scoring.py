@@ -165,14 +165,13 @@ def history_from_views(
     """
     views: dict[int, int] = {}  # day ordinal -> views
     for position, entry in enumerate(daily_views):
-        day = _parse_date(entry.date, position).toordinal()
-        if not 0 <= entry.views <= MAX_VIEWS:
-            raise ItemProblem(
-                "invalid_views", f"daily_views[{position}] ({entry.date}): views must be in [0, {MAX_VIEWS}]"
-            )
+        text, count = entry["date"], entry["views"]
+        day = _parse_date(text, position).toordinal()
+        if not 0 <= count <= MAX_VIEWS:
+            raise ItemProblem("invalid_views", f"daily_views[{position}] ({text}): views must be in [0, {MAX_VIEWS}]")
         if day in views:
-            raise ItemProblem("duplicate_date", f"daily_views[{position}]: {entry.date} appears more than once")
-        views[day] = entry.views
+            raise ItemProblem("duplicate_date", f"daily_views[{position}]: {text} appears more than once")
+        views[day] = count
     need = churn.window_days + 1
     if not views:
         raise ItemProblem("history_too_short", f"daily_views is empty; at least {need} days are needed")
