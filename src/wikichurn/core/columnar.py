@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd  # only domain_frame builds a DataFrame, and imports pandas when it does
 
 Columns = dict[str, np.ndarray]
+_RUNNING = ("days", "views", "zeros", "x", "xx", "y", "xy", "d", "dd")
 
 
 @dataclass(frozen=True)
@@ -51,40 +52,41 @@ class Windows:
         """Reductions several features share (running sums, a window's min and max, the calendar)."""
         return {}
 
+    @cached_property
+    def _running(self) -> dict[str, np.ndarray]:
+        """Running sums along each row, a zero column first (all of them in one ``cumsum``)."""
+        valid = ~np.isnan(self.views)
+        filled = np.where(valid, self.views, 0.0)
+        log = np.log1p(filled)
+        x = np.where(valid, np.arange(self.views.shape[1], dtype="float64"), 0.0)
+        # Deviations from day t's views: a window's variance from their sums is exact (0.0) for
+        # equal days and keeps its precision, since t is in every window the std reads.
+        d = np.where(valid, self.views - self.views[:, self.look : self.look + 1], 0.0)
+        stacked = np.stack([valid, filled, self.views == 0, x, x * x, log, x * log, d, d * d])
+        lead = np.zeros((*stacked.shape[:2], 1))
+        sums = np.cumsum(np.concatenate([lead, stacked], axis=2), axis=2)
+        return dict(zip(_RUNNING, sums, strict=True))
+
     def running(self, quantity: str) -> np.ndarray:
         """Running sum of ``quantity`` along each row, a zero column first, so the sum over any
         window is two look-ups however many windows the spec has. Quantities (over the days present):
         ``days``, ``views``, ``zeros`` (days of 0 views), ``x``, ``xx`` (the column index and its
-        square), ``y``, ``xy`` (log1p of the views, and times the index)."""
-        key = ("running", quantity)
-        if key not in self.memo:
-            valid = ~np.isnan(self.views)
-            if quantity in ("x", "xx", "xy"):
-                x = np.where(valid, np.arange(self.views.shape[1], dtype="float64"), 0.0)
-                values = {"x": x, "xx": x * x, "xy": x * self._log}[quantity]
-            else:
-                values = {"days": valid, "views": self._filled, "zeros": self.views == 0, "y": self._log}[quantity]
-            lead = np.zeros((len(self.views), 1))
-            self.memo[key] = np.cumsum(np.concatenate([lead, values], axis=1), axis=1)
-        return self.memo[key]
+        square), ``y``, ``xy`` (log1p of the views, and times the index), ``d``, ``dd`` (views minus
+        day t's, and squared)."""
+        return self._running[quantity]
 
     def total(self, quantity: str, start: int, stop: int) -> np.ndarray:
         """Sum of a :meth:`running` quantity over ``t+start .. t+stop`` (inclusive)."""
-        sums = self.running(quantity)
+        sums = self._running[quantity]
         return np.asarray(sums[:, self.look + stop + 1] - sums[:, self.look + start])
 
     def mean(self, start: int, stop: int) -> np.ndarray:
         """Mean views of ``t+start .. t+stop`` over the days present (NaN when none is)."""
-        days, total = self.total("days", start, stop), self.total("views", start, stop)
-        return np.asarray(np.divide(total, days, out=np.full(len(days), np.nan), where=days > 0))
-
-    @cached_property
-    def _filled(self) -> np.ndarray:
-        return np.where(np.isnan(self.views), 0.0, self.views)
-
-    @cached_property
-    def _log(self) -> np.ndarray:
-        return np.asarray(np.log1p(self._filled))
+        key = ("mean", start, stop)
+        if key not in self.memo:
+            days, total = self.total("days", start, stop), self.total("views", start, stop)
+            self.memo[key] = np.asarray(np.divide(total, days, out=np.full(len(days), np.nan), where=days > 0))
+        return self.memo[key]
 
 
 def adjusted_views(observed: np.ndarray, hours: np.ndarray, churn: ChurnSettings) -> np.ndarray:
@@ -124,19 +126,6 @@ def series_windows(
     )
 
 
-def concat_windows(parts: Sequence[Windows]) -> Windows:
-    """One :class:`Windows` of the rows of several (same ``look`` and width)."""
-    return Windows(
-        views=np.concatenate([p.views for p in parts]),
-        hours=np.concatenate([p.hours for p in parts]),
-        observed=np.concatenate([p.observed for p in parts]),
-        position=np.concatenate([p.position for p in parts]),
-        days=np.concatenate([p.days for p in parts]),
-        domains=np.concatenate([p.domains for p in parts]),
-        look=parts[0].look,
-    )
-
-
 # -- reductions over a slice of columns (NaN = no such day) --------------------------------------
 
 
@@ -146,14 +135,13 @@ def _extreme(block: np.ndarray, largest: bool) -> np.ndarray:
 
 
 def _std(w: Windows, n: int) -> np.ndarray:
-    """Sample std of ``t-n+1 .. t`` (two passes: no cancellation, whatever the views' size); NaN
-    below two days, exactly 0.0 when every day is equal."""
-    block = _upto_t(w, n)
+    """Sample std of ``t-n+1 .. t`` from running sums of deviations from day t; NaN below two days,
+    exactly 0.0 when every day is equal."""
     count = w.total("days", 1 - n, 0)
-    deviation = np.where(np.isnan(block), 0.0, block - w.mean(1 - n, 0)[:, None])
-    var = np.divide((deviation**2).sum(axis=1), count - 1, out=np.full(len(count), np.nan), where=count > 1)
-    constant = _rolling_extreme(w, n, True) == _rolling_extreme(w, n, False)
-    return np.where(constant & (count > 1), 0.0, np.sqrt(var))
+    s1, s2 = w.total("d", 1 - n, 0), w.total("dd", 1 - n, 0)
+    safe = np.maximum(count, 1)
+    var = np.divide(np.maximum(s2 - s1 * s1 / safe, 0.0), count - 1, out=np.full(len(count), np.nan), where=count > 1)
+    return np.asarray(np.sqrt(var))
 
 
 def _rolling_extreme(w: Windows, n: int, largest: bool) -> np.ndarray:
@@ -335,20 +323,18 @@ def domain_windows(
         return None
     first = min(positive)
     n = (last - first).days + 1
-    observed = np.zeros(n, dtype="int64")
-    for d, v in daily_views.items():
-        i = (d - first).days
+    hours = np.full(n, 24, dtype="int64") if day_hours is None else _dense(day_hours, first, n)
+    return series_windows(domain_code, first, _dense(daily_views, first, n), hours, churn)
+
+
+def _dense(values: Mapping[date, float], first: date, n: int) -> np.ndarray:
+    """``values`` on the ``n`` days from ``first`` (0 where a day is absent)."""
+    out = np.zeros(n, dtype="int64")
+    for day, value in values.items():
+        i = (day - first).days
         if 0 <= i < n:
-            observed[i] = int(v)
-    if day_hours is None:
-        hours = np.full(n, 24, dtype="int64")
-    else:
-        hours = np.zeros(n, dtype="int64")
-        for d, hh in day_hours.items():
-            i = (d - first).days
-            if 0 <= i < n:
-                hours[i] = int(hh)
-    return series_windows(domain_code, first, observed, hours, churn)
+            out[i] = int(value)
+    return out
 
 
 def domain_frame(

@@ -30,9 +30,11 @@ from wikichurn.serving.scoring import score_instances
 
 log = logging.getLogger(__name__)
 
-# Batches this small that only look up the snapshot are scored on the event loop: a thread hop
-# would cost more than the scoring. Anything else runs in the thread pool so the loop stays free.
+# Batches this small (snapshot look-ups, and a few histories at ~0.2 ms of features each) are
+# scored on the event loop: a thread hop would cost more than the scoring. Anything else runs in
+# the thread pool so the loop stays free.
 INLINE_MAX_INSTANCES = 64
+INLINE_MAX_HISTORIES = 4
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorBody, "description": "no model loaded yet"}}
 
@@ -137,7 +139,7 @@ async def score(
         top_k=settings.explain_top_k,
         max_history_days=settings.max_history_days,
     )
-    if len(instances) <= INLINE_MAX_INSTANCES and not with_history:
+    if len(instances) <= INLINE_MAX_INSTANCES and with_history <= INLINE_MAX_HISTORIES:
         results = scorer(state, instances)
     else:
         results = await run_in_threadpool(scorer, state, instances)

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -29,9 +29,12 @@ from wikichurn.serving.snapshot import FeatureSnapshot
 log = logging.getLogger(__name__)
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATES_RE = re.compile(r"\d{4}-\d{2}-\d{2}(?:\|\d{4}-\d{2}-\d{2})*")  # "|".join of a clean history
 # Kept from the pandas days (its timestamps end in 2262): a bound on input errors, not on the code.
 MIN_DATE = date(1970, 1, 1)
 MAX_DATE = date(2199, 12, 31)
+_EPOCH = date(1970, 1, 1)
+_MIN_DAY, _MAX_DAY = np.datetime64(MIN_DATE, "D"), np.datetime64(MAX_DATE, "D")
 # No wiki has ever had this many views in a day; larger numbers are input errors.
 MAX_VIEWS = 10**12
 
@@ -163,42 +166,74 @@ def history_from_views(
     Raises:
         ItemProblem: the history breaks one of the rules.
     """
-    views: dict[int, int] = {}  # day ordinal -> views
-    for position, entry in enumerate(daily_views):
-        text, count = entry["date"], entry["views"]
-        day = _parse_date(text, position).toordinal()
-        if not 0 <= count <= MAX_VIEWS:
-            raise ItemProblem("invalid_views", f"daily_views[{position}] ({text}): views must be in [0, {MAX_VIEWS}]")
-        if day in views:
-            raise ItemProblem("duplicate_date", f"daily_views[{position}]: {text} appears more than once")
-        views[day] = count
+    days, views = _entries(daily_views)
     need = churn.window_days + 1
-    if not views:
+    if not len(days):
         raise ItemProblem("history_too_short", f"daily_views is empty; at least {need} days are needed")
-    as_of, first = max(views), min(views)
+    as_of, first = int(days.max()), int(days.min())
     span = as_of - first + 1
     if span > max_history_days:
         raise ItemProblem(
             "history_too_long",
-            f"daily_views spans {span} days ({date.fromordinal(first)} to {date.fromordinal(as_of)}); "
-            f"at most {max_history_days}",
+            f"daily_views spans {span} days ({_day(first)} to {_day(as_of)}); at most {max_history_days}",
         )
-    with_views = [day for day, value in views.items() if value > 0]
-    if not with_views:
+    positive = views > 0
+    if not positive.any():
         raise ItemProblem("no_views", "every day has zero views: the domain has no traffic to score")
-    start = min(with_views)
+    start = int(days[positive].min())
     active = as_of - start + 1
     if active < need:
         raise ItemProblem(
             "history_too_short",
-            f"{active} day(s) from the first day with views ({date.fromordinal(start)}) to "
-            f"{date.fromordinal(as_of)}; at least {need} (window_days + 1) are needed",
+            f"{active} day(s) from the first day with views ({_day(start)}) to {_day(as_of)}; "
+            f"at least {need} (window_days + 1) are needed",
         )
     dense = np.zeros(active, dtype="int64")
-    for day, value in views.items():
-        if day >= start:
-            dense[day - start] = value
-    return History(domain_code, date.fromordinal(start), dense)
+    inside = days >= start
+    dense[days[inside] - start] = views[inside]
+    return History(domain_code, _day(start), dense)
+
+
+def _entries(daily_views: Sequence[DailyViews]) -> tuple[np.ndarray, np.ndarray]:
+    """Days (since 1970-01-01) and views of a history, every entry checked.
+
+    A clean history is checked all at once (one regular expression over the joined dates, so only
+    ``YYYY-MM-DD`` passes, then numpy parses them, refusing impossible days); anything else is
+    checked entry by entry, which names the first bad one exactly.
+    """
+    texts = [entry["date"] for entry in daily_views]
+    counts = [entry["views"] for entry in daily_views]
+    if not _DATES_RE.fullmatch("|".join(texts)):
+        return _entries_one_by_one(texts, counts)
+    try:
+        days = np.array(texts, dtype="datetime64[D]")
+        views = np.array(counts, dtype="int64")
+    except (ValueError, OverflowError, TypeError):
+        return _entries_one_by_one(texts, counts)
+    clean = (
+        bool(((days >= _MIN_DAY) & (days <= _MAX_DAY)).all())
+        and bool(((views >= 0) & (views <= MAX_VIEWS)).all())
+        and len(np.unique(days)) == len(days)
+    )
+    if not clean:
+        return _entries_one_by_one(texts, counts)
+    return days.astype("int64"), views
+
+
+def _entries_one_by_one(texts: list[str], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    seen: dict[int, int] = {}
+    for position, (text, count) in enumerate(zip(texts, counts, strict=True)):
+        day = (_parse_date(text, position) - _EPOCH).days
+        if not 0 <= count <= MAX_VIEWS:
+            raise ItemProblem("invalid_views", f"daily_views[{position}] ({text}): views must be in [0, {MAX_VIEWS}]")
+        if day in seen:
+            raise ItemProblem("duplicate_date", f"daily_views[{position}]: {text} appears more than once")
+        seen[day] = count
+    return np.fromiter(seen, "int64", len(seen)), np.fromiter(seen.values(), "int64", len(seen))
+
+
+def _day(days_since_epoch: int) -> date:
+    return _EPOCH + timedelta(days=days_since_epoch)
 
 
 def _parse_date(text: str, position: int) -> date:
