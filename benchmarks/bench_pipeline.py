@@ -146,6 +146,34 @@ def _features(workdir: Path) -> dict[str, Any]:
     }
 
 
+def _features_numpy(workdir: Path) -> dict[str, Any]:
+    """The numpy compilation of the same feature spec over the same lake (no Spark): every domain's
+    features and labels from ``gold_daily_projectviews`` and the ledger, read with ``deltalake``."""
+    from deltalake import DeltaTable
+
+    from wikichurn.core import tables
+    from wikichurn.core.columnar import domain_frame
+
+    settings = _settings(workdir)
+    started = time.monotonic()
+    gold = DeltaTable(f"{settings.lake_uri}/{tables.GOLD_DAILY}").to_pandas(
+        columns=["domain_code", "event_date", "count_views"]
+    )
+    ledger = DeltaTable(f"{settings.lake_uri}/{tables.BRONZE_LEDGER}").to_pandas(
+        columns=["event_date", "event_timestamp"]
+    )
+    hours = ledger.dropna(subset=["event_date"]).groupby("event_date")["event_timestamp"].nunique().to_dict()
+    read = time.monotonic() - started
+    end = max(hours)
+    rows = labelled = 0
+    for code, group in gold.groupby("domain_code", sort=False):
+        views = dict(zip(group["event_date"], group["count_views"], strict=True))
+        frame = domain_frame(views, settings.churn, domain_code=str(code), end_date=end, day_hours=hours)
+        rows += len(frame)
+        labelled += int(frame["label_available"].sum()) if len(frame) else 0
+    return {"rows": rows, "labelled_rows": labelled, "read_seconds": read, "job_seconds": time.monotonic() - started}
+
+
 def _duckdb(workdir: Path) -> dict[str, Any]:
     """The same parse-and-aggregate, straight from the raw files, as a reference."""
     import duckdb
@@ -206,6 +234,8 @@ def phase(
         data = _pipeline(workdir, "lake_baseline")
     elif name == "features":
         data = _features(workdir)
+    elif name == "features_numpy":
+        data = _features_numpy(workdir)
     elif name == "duckdb":
         data = _duckdb(workdir)
     else:
@@ -225,6 +255,7 @@ PHASES = (
     "duckdb",
     "pipeline_cold",
     "features",
+    "features_numpy",
     "ingest_next",
     "pipeline_incremental",
 )
@@ -306,6 +337,10 @@ def markdown(meta: dict[str, Any], phases: dict[str, Any]) -> str:
             "{bronze_rows:,} lines (job {job_seconds:.1f} s)",
         ),
         "features": ("features (`gold_churn_features`)", "{rows:,} rows (job {job_seconds:.1f} s)"),
+        "features_numpy": (
+            "features, numpy compilation (same spec, same lake, no Spark)",
+            "{rows:,} rows (job {job_seconds:.1f} s, of which reading {read_seconds:.1f} s)",
+        ),
         "ingest_next": ("ingest one new day", "{downloaded} files"),
         "pipeline_incremental": ("pipeline, incremental day", "{bronze_rows:,} lines (job {job_seconds:.1f} s)"),
     }
@@ -375,8 +410,8 @@ def compare(
 ) -> None:
     """Build the lake with commit ``baseline`` and with this code from the same raw files, and check
     that every table holds the same rows (run ids and ingestion times aside)."""
+    from wikichurn.core import tables
     from wikichurn.core.settings import Settings
-    from wikichurn.pipeline.lakehouse import lake as tables
     from wikichurn.pipeline.lakehouse.lake import Lake
     from wikichurn.pipeline.spark import build_spark
 

@@ -1,11 +1,16 @@
 """Benchmark of the scoring service against ``mlflow models serve`` on the same registered model.
 
-One-row requests for a domain of the feature snapshot (form a: ``{"instances": [{"domain_code": ...}]}``)
-against this service (uvicorn, one worker) and the same model version served by
-``mlflow models serve -m models:/wikichurn@production --env-manager local -w 1``
-(``{"dataframe_records": [feature row]}`` to ``/invocations``), at concurrency 1 and 8, with
-``wrk`` (or ``hey``) on 127.0.0.1 for a fixed duration each. Keep-alive connections, as a client
-library would use them. Also one run of form (b) (the same domain with its 70-day history).
+Batches of 1, 10 and 100 instances (``--batch``), in both request forms of this service (uvicorn,
+one worker): (a) domains of the feature snapshot (``{"instances": [{"domain_code": ...}]}``) and (b)
+the same domains with their 70-day histories (``{"domain_code": ..., "daily_views": [...]}``); and
+the same model version served by ``mlflow models serve -m models:/wikichurn@production
+--env-manager local -w 1`` with the same number of feature rows (``{"dataframe_records": [...]}``
+to ``/invocations``: a pyfunc model takes feature rows, so for mlflow the client computes the
+features of form (b) itself and both forms are the same request). Each at concurrency 1 (and form
+(a) of one instance also at the other ``--concurrency`` values), with ``wrk`` (or ``hey``) on
+127.0.0.1 for a fixed duration, keep-alive connections as a client library would use them. The
+service's own compute time per request (parsing excluded: scoring + encoding) is read from its
+``Server-Timing`` header over ``--samples`` sequential requests.
 
 The model is trained here on synthetic histories with the exact FEATURE_COLUMNS (the test suite's
 generator) and registered in a temporary sqlite store, unless ``--tracking-uri`` names a registry
@@ -92,15 +97,35 @@ def _prepare(workdir: Path, name: str, alias: str, rounds: int) -> tuple[str, Pa
     write_snapshot(snapshot, histories)
     domain = next(code for code, h in histories.items() if min(h) == min(min(x) for x in histories.values()))
     history = [{"date": d.isoformat(), "views": v} for d, v in histories[domain].items()]
-    return uri, snapshot, {"trees": booster.num_trees(), "domain": domain, "history": history}
+    domains = [domain, *(code for code in histories if code != domain)]
+    histories_payload = {
+        code: [{"date": d.isoformat(), "views": v} for d, v in histories[code].items()] for code in domains
+    }
+    info = {"trees": booster.num_trees(), "domain": domain, "history": history, "domains": domains}
+    return uri, snapshot, {**info, "histories": histories_payload}
 
 
-def _feature_row(snapshot: Path, domain: str) -> dict[str, Any]:
+def _feature_rows(snapshot: Path, domains: list[str]) -> list[dict[str, Any]]:
     import pandas as pd
 
-    frame = pd.read_parquet(snapshot)
-    row = frame[frame["domain_code"] == domain].drop(columns=["event_date"]).iloc[0].to_dict()
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    frame = pd.read_parquet(snapshot).drop(columns=["event_date"]).set_index("domain_code", drop=False)
+    rows = []
+    for domain in domains:
+        row = frame.loc[domain].to_dict()
+        rows.append({k: (None if v != v else v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    return rows
+
+
+def _server_timing(url: str, body: str, samples: int) -> dict[str, float]:
+    """p50 / p99 of the service's own ``Server-Timing`` (ms) over sequential requests."""
+    values = []
+    with httpx.Client(timeout=30) as client:
+        for _ in range(samples):
+            reply = client.post(url, content=body, headers={"content-type": "application/json"})
+            reply.raise_for_status()
+            values.append(float(reply.headers["server-timing"].split("dur=")[1]))
+    values.sort()
+    return {"p50": statistics.median(values), "p99": values[max(0, int(len(values) * 0.99) - 1)]}
 
 
 # -- servers ----------------------------------------------------------------------------------
@@ -229,6 +254,8 @@ def _main() -> None:
 def run(
     duration: Annotated[int, typer.Option(help="seconds per load run")] = 10,
     concurrency: Annotated[list[int], typer.Option(help="connections (repeat the option)")] = [1, 8],  # noqa: B006
+    batch: Annotated[list[int], typer.Option(help="instances per request (repeat the option)")] = [1, 10, 100],  # noqa: B006
+    samples: Annotated[int, typer.Option(help="sequential requests read for Server-Timing")] = 300,
     repeat: Annotated[int, typer.Option(min=1, help="runs per configuration (medians are reported)")] = 3,
     tool: Annotated[str, typer.Option(help="wrk | hey | auto")] = "auto",
     rounds: Annotated[int, typer.Option(help="boosting rounds of the synthetic model")] = 200,
@@ -247,7 +274,19 @@ def run(
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     try:
         results = _run(
-            workdir, duration, concurrency, repeat, tool, rounds, name, alias, tracking_uri, snapshot, domain
+            workdir,
+            duration,
+            concurrency,
+            batch,
+            samples,
+            repeat,
+            tool,
+            rounds,
+            name,
+            alias,
+            tracking_uri,
+            snapshot,
+            domain,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -261,6 +300,8 @@ def _run(
     workdir: Path,
     duration: int,
     concurrencies: list[int],
+    batches: list[int],
+    samples: int,
     repeat: int,
     tool: str,
     rounds: int,
@@ -278,7 +319,7 @@ def _run(
     else:
         info = {"domain": domain}
     domain = info["domain"]
-    row = _feature_row(snapshot, domain)
+    domains = info.get("domains", [domain])
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIKICHURN_")}
     env.update(
         MLFLOW_TRACKING_URI=tracking_uri,
@@ -298,52 +339,57 @@ def _run(
     }
     ours_url = f"http://127.0.0.1:{ours_port}"
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"
-    ours_body = json.dumps({"instances": [{"domain_code": domain}]})
-    history_body = json.dumps({"instances": [{"domain_code": domain, "daily_views": info["history"]}]})
-    mlflow_body = json.dumps({"dataframe_records": [row]})
+
+    def pick(n: int) -> list[str]:
+        return [domains[i % len(domains)] for i in range(n)]
+
+    def body(form: str, n: int) -> str:
+        if form == "a":
+            return json.dumps({"instances": [{"domain_code": d} for d in pick(n)]})
+        return json.dumps({"instances": [{"domain_code": d, "daily_views": info["histories"][d]} for d in pick(n)]})
+
+    forms = ["a", "b"] if "histories" in info else ["a"]
+    rows = {n: _feature_rows(snapshot, pick(n)) for n in batches}
     runs: list[dict[str, Any]] = []
     servers: dict[str, Any] = {}
 
+    def configs() -> list[tuple[int, int]]:
+        """(batch, concurrency): every batch at concurrency 1, one instance at the others too."""
+        return [(n, 1) for n in batches] + [(1, c) for c in concurrencies if c != 1]
+
     ours_cmd = [sys.executable, "-c", "from wikichurn.serving.main import run; run()"]
+    ours_scores: dict[str, float] = {}
     with _server(ours_cmd, ours_env, f"{ours_url}/ready", workdir / "ours.log") as ours:
-        reply = httpx.post(f"{ours_url}/score", content=ours_body, headers={"content-type": "application/json"})
-        ours_score = reply.json()["results"][0]["risk_score"]
-        for c in concurrencies:
-            runs.append(
-                {
-                    "server": "wikichurn",
-                    "form": "a",
-                    **_load(tool, f"{ours_url}/score", ours_body, c, duration, workdir, repeat),
-                }
-            )
-        if "history" in info:
-            runs.append(
-                {
-                    "server": "wikichurn",
-                    "form": "b",
-                    **_load(tool, f"{ours_url}/score", history_body, 1, duration, workdir, repeat),
-                }
-            )
+        for form in forms:
+            reply = httpx.post(f"{ours_url}/score", content=body(form, 1), headers={"content-type": "application/json"})
+            ours_scores[form] = reply.json()["results"][0]["risk_score"]
+            for n, c in configs():
+                if form == "b" and c != 1:
+                    continue
+                url = f"{ours_url}/score"
+                load = _load(tool, url, body(form, n), c, duration, workdir, repeat)
+                timing = _server_timing(url, body(form, n), samples) if c == 1 else None
+                runs.append({"server": "wikichurn", "form": form, "batch": n, **load, "server_ms": timing})
         servers["wikichurn"] = {**ours, "rss_mb_after": _rss_mb(ours["pid"])}
 
     mlflow_cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{name}@{alias}", "--env-manager", "local"]
     mlflow_cmd += ["-h", "127.0.0.1", "-p", str(mlflow_port), "-w", "1"]
     with _server(mlflow_cmd, env, f"{mlflow_url}/ping", workdir / "mlflow.log") as served:
+        url = f"{mlflow_url}/invocations"
         reply = httpx.post(
-            f"{mlflow_url}/invocations", content=mlflow_body, headers={"content-type": "application/json"}
+            url,
+            content=json.dumps({"dataframe_records": rows[batches[0]][:1]}),
+            headers={"content-type": "application/json"},
         )
         mlflow_score = reply.json()["predictions"][0]["risk_score"]
-        for c in concurrencies:
-            url = f"{mlflow_url}/invocations"
-            runs.append(
-                {
-                    "server": "mlflow models serve",
-                    "form": "a",
-                    **_load(tool, url, mlflow_body, c, duration, workdir, repeat),
-                }
-            )
+        for n, c in configs():
+            load = _load(tool, url, json.dumps({"dataframe_records": rows[n]}), c, duration, workdir, repeat)
+            runs.append({"server": "mlflow models serve", "form": "rows", "batch": n, **load, "server_ms": None})
         servers["mlflow models serve"] = {**served, "rss_mb_after": _rss_mb(served["pid"])}
 
+    ours_score = ours_scores["a"]
+    if "b" in ours_scores and abs(ours_scores["b"] - ours_score) > 1e-9:
+        raise RuntimeError(f"history and snapshot forms disagree: {ours_scores['b']} != {ours_score}")
     if abs(ours_score - mlflow_score) > 1e-12:
         raise RuntimeError(f"the two servers disagree: {ours_score} != {mlflow_score}")
     return {
@@ -359,21 +405,23 @@ def _run(
 def markdown(results: dict[str, Any]) -> str:
     """The results as a markdown section (for docs/benchmarks.md)."""
     rows = results["runs"]
-    base = {r["concurrency"]: r for r in rows if r["server"] == "mlflow models serve"}
+    base = {(r["batch"], r["concurrency"]): r for r in rows if r["server"] == "mlflow models serve"}
     lines = [
-        "| server | request | concurrency | req/s | p50 ms | p99 ms | p99 range ms | non-2xx | vs mlflow req/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | request | batch | concurrency | req/s | instances/s | p50 ms | p99 ms | p99 range ms "
+        "| server p50 / p99 ms | non-2xx | vs mlflow |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    names = {"a": "snapshot (a)", "b": "70-day history (b)", "rows": "dataframe_records"}
     for r in rows:
-        form = "1 row, snapshot (a)" if r["form"] == "a" else "1 row, 70-day history (b)"
-        if r["server"].startswith("mlflow"):
-            form = "1 row, dataframe_records"
-        ref = base.get(r["concurrency"])
-        ratio = f"{r['rps'] / ref['rps']:.1f}x" if ref and r["form"] == "a" else ""
+        ref = base.get((r["batch"], r["concurrency"]))
+        ratio = f"{r['rps'] / ref['rps']:.1f}x" if ref and r["server"] == "wikichurn" else ""
         low, high = r["p99_ms_range"]
+        timing = r.get("server_ms")
+        server = f"{timing['p50']:.2f} / {timing['p99']:.2f}" if timing else ""
         lines.append(
-            f"| {r['server']} | {form} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
-            f"{r['p99_ms']:.2f} | {low:.2f}-{high:.2f} | {r['non_2xx']} | {ratio} |"
+            f"| {r['server']} | {names[r['form']]} | {r['batch']} | {r['concurrency']} | {r['rps']:,.0f} | "
+            f"{r['rps'] * r['batch']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {low:.2f}-{high:.2f} | "
+            f"{server} | {r['non_2xx']} | {ratio} |"
         )
     servers = results["servers"]
     model = results["model"]

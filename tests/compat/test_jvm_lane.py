@@ -19,9 +19,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from tests.utils.raw import full_day, write_raw
+from wikichurn.core import tables
 from wikichurn.core.settings import Settings
-from wikichurn.pipeline.lakehouse import lake as tables
-from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES
+from wikichurn.core.tables import GOLD_FEATURES
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.run import run_pipeline
 

@@ -19,16 +19,3 @@ def test_dashboard_modules_and_mlflow_load_without_pyspark() -> None:
     result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
-
-
-def test_repeated_table_names_match_their_owners() -> None:
-    from wikichurn.dashboard import data
-    from wikichurn.pipeline.eda import report
-    from wikichurn.pipeline.lakehouse import features, lake
-    from wikichurn.serving import batch
-
-    for name in ("BRONZE", "BRONZE_LEDGER", "SILVER_CLEAN", "SILVER_QUARANTINE", "SILVER_DQ_REPORTS", "GOLD_DAILY"):
-        assert getattr(data, name) == getattr(lake, name), name
-    for name in ("GOLD_KPIS_DAILY", "GOLD_KPIS_WEEKLY", "GOLD_KPIS_MONTHLY"):
-        assert getattr(data, name) == getattr(report, name), name
-    assert batch.GOLD_FEATURES == features.GOLD_FEATURES

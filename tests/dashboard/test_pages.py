@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 import wikichurn.dashboard
 from tests.fixtures.scored_lake import ScoredLake
 from wikichurn.core.settings import Settings
+from wikichurn.core.tables import GOLD_SCORES
 from wikichurn.dashboard import data
-from wikichurn.serving.batch import GOLD_SCORES
 
 APP = Path(wikichurn.dashboard.__file__).with_name("app.py")
 PAGES = ("at_risk", "engagement", "data_quality", "model")

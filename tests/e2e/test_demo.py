@@ -12,9 +12,8 @@ from typer.testing import CliRunner
 
 from wikichurn.cli.app import app
 from wikichurn.cli.demo import run_demo
-from wikichurn.pipeline.lakehouse import lake as tables
-from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES
-from wikichurn.serving.batch import GOLD_SCORES
+from wikichurn.core import tables
+from wikichurn.core.tables import GOLD_FEATURES, GOLD_SCORES
 
 pytestmark = pytest.mark.slow
 

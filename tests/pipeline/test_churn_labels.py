@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
@@ -13,11 +14,12 @@ from wikichurn.core.churn import (
     FEATURE_COLUMNS,
     LABEL_ONLY_COLUMNS,
     SEED_FEATURES,
-    compute_domain_frame,
-    feature_vector,
+    feature_columns,
     label_columns,
     parse_domain_code,
+    seed_features,
 )
+from wikichurn.core.columnar import History, compute_columns, domain_frame, last_day_windows
 from wikichurn.core.settings import ChurnSettings
 from wikichurn.pipeline.lakehouse.features import build_churn_features, domain_metadata
 from wikichurn.pipeline.lakehouse.schemas import GOLD_DAILY_SCHEMA
@@ -31,7 +33,7 @@ def series(values: list[int]) -> dict[date, int]:
 
 
 def labels(values: list[int], churn: ChurnSettings = STRICT, **kwargs: object) -> pd.DataFrame:
-    frame = compute_domain_frame(series(values), churn, domain_code="xx", **kwargs)  # type: ignore[arg-type]
+    frame = domain_frame(series(values), churn, domain_code="xx", **kwargs)  # type: ignore[arg-type]
     return frame.set_index(pd.RangeIndex(len(frame)))
 
 
@@ -94,13 +96,38 @@ def test_first_days_of_a_domain_have_no_label() -> None:
     assert [bool(frame.loc[t, "label_available"]) for t in range(4)] == [False, False, False, True]
 
 
-def test_feature_vector_never_reads_past_as_of() -> None:
+def test_features_never_read_past_as_of() -> None:
     values = [100] * 15 + [1] * 5
     as_of = D0 + timedelta(days=14)
-    full = feature_vector(series(values), STRICT, domain_code="xx", as_of=as_of)
-    truncated = feature_vector(series(values[:15]), STRICT, domain_code="xx", as_of=as_of)
-    assert full == truncated
-    assert full["count_views"] == 100 and set(full) == set(FEATURE_COLUMNS)
+    full = domain_frame(series(values), STRICT, domain_code="xx").set_index("event_date").loc[as_of]
+    truncated = domain_frame(series(values[:15]), STRICT, domain_code="xx").set_index("event_date").loc[as_of]
+    features = [c for c in FEATURE_COLUMNS if c != "event_date"]
+    pd.testing.assert_series_equal(full[features], truncated[features])
+    assert full["count_views"] == 100
+
+
+@pytest.mark.parametrize("days", [4, 5, 29, 30, 90])
+def test_last_day_rows_equal_the_last_row_of_the_frame(days: int) -> None:
+    """The serving path (only the days the features read) gives the table's last row."""
+    values = [(7 * i) % 23 * 10 for i in range(days)]
+    values[0] = 5
+    frame = domain_frame(series(values), STRICT, domain_code="de.m.s")
+    got = compute_columns(last_day_windows([History("de.m.s", D0, np.array(values))], STRICT), STRICT, FEATURE_COLUMNS)
+    last = frame.iloc[-1]
+    for name in FEATURE_COLUMNS:
+        want, value = last[name], got[name][0]
+        if isinstance(want, str):
+            assert value == want, name
+        else:
+            assert np.isclose(float(value), float(want), rtol=1e-12, equal_nan=True), name
+    assert got["event_date"][0] == np.datetime64(frame["event_date"].iloc[-1])
+
+
+def test_label_columns_follow_the_horizon_and_names_the_window() -> None:
+    assert label_columns(14)[-4:] == ("views_plus_14", "min_views_future", "churn", "label_available")
+    assert "avg_views_past_5d" in feature_columns(ChurnSettings(window_days=5))
+    assert "log_avg_views_past_5d" in feature_columns(ChurnSettings(window_days=5))
+    assert "avg_views_past_5d" in seed_features(ChurnSettings(window_days=5))
 
 
 def test_spark_features_of_day_t_ignore_everything_after_t(spark: SparkSession) -> None:

@@ -18,7 +18,9 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from tests.utils.raw import write_raw
-from wikichurn.core.churn import compute_domain_frame, parse_domain_code
+from wikichurn.core import tables
+from wikichurn.core.churn import parse_domain_code
+from wikichurn.core.columnar import domain_frame
 from wikichurn.core.settings import Settings
 from wikichurn.pipeline.eda import kpis, plots, quirks, results
 from wikichurn.pipeline.eda.quirks import SpikeRule
@@ -116,7 +118,7 @@ def by_date(rows: list[dict]) -> dict[date, dict]:
 
 
 def test_daily_views_active_domains_and_hhi(built: Built) -> None:
-    daily = by_date(built.table(results.GOLD_KPIS_DAILY))
+    daily = by_date(built.table(tables.GOLD_KPIS_DAILY))
     views = expected_daily()
     assert sorted(daily) == [day(t) for t in range(DAYS)]
     # Day 0: en and de only, 2,400 views each -> shares 1/2, 1/2.
@@ -155,7 +157,7 @@ def expected_streaks() -> dict[str, dict[date, int]]:
 
 
 def test_streaks_missing_and_zero_days_per_domain(built: Built) -> None:
-    domains = {r["domain_code"]: r for r in built.table(results.GOLD_KPIS_DOMAIN)}
+    domains = {r["domain_code"]: r for r in built.table(tables.GOLD_KPIS_DOMAIN)}
     assert set(domains) == set(CODES)
     fr = domains["fr.d"]
     # fr.d: days 1-3 on, 4-5 absent, 7 an explicit zero, 6 and 8-20 on.
@@ -172,7 +174,7 @@ def test_streaks_missing_and_zero_days_per_domain(built: Built) -> None:
 
     # Mean and median current streak over the domains active each day, against plain Python.
     streaks = expected_streaks()
-    daily = by_date(built.table(results.GOLD_KPIS_DAILY))
+    daily = by_date(built.table(tables.GOLD_KPIS_DAILY))
     for t in range(DAYS):
         active = [s[day(t)] for s in streaks.values() if s.get(day(t), 0) > 0]
         assert daily[day(t)]["mean_streak"] == pytest.approx(statistics.mean(active))
@@ -182,7 +184,7 @@ def test_streaks_missing_and_zero_days_per_domain(built: Built) -> None:
 
 
 def test_planted_spike_found_and_nothing_on_flat_or_weekly_series(built: Built) -> None:
-    spikes = built.table(results.GOLD_QUALITY_SPIKES)
+    spikes = built.table(tables.GOLD_QUALITY_SPIKES)
     assert [(r["domain_code"], r["event_date"]) for r in spikes] == [("sp", day(SPIKE_T))]
     spike = spikes[0]
     # Ten flat days of 120 before it: sd 0, floored at the Poisson noise sqrt(120).
@@ -191,12 +193,12 @@ def test_planted_spike_found_and_nothing_on_flat_or_weekly_series(built: Built) 
     assert spike["spike_threshold"] == pytest.approx(120 + 3 * math.sqrt(120))
     assert spike["ratio_to_baseline"] == pytest.approx(10.0)
     assert spike["excess_views"] == pytest.approx(1080.0)
-    domains = {r["domain_code"]: r["spike_count"] for r in built.table(results.GOLD_KPIS_DOMAIN)}
+    domains = {r["domain_code"]: r["spike_count"] for r in built.table(tables.GOLD_KPIS_DOMAIN)}
     assert domains == {"en": 0, "de": 0, "fr.d": 0, "sp": 1, "es.m": 0, "col": 0}
 
 
 def test_hourly_completeness_flags_the_short_date(built: Built) -> None:
-    daily = by_date(built.table(results.GOLD_KPIS_DAILY))
+    daily = by_date(built.table(tables.GOLD_KPIS_DAILY))
     assert {d for d, r in daily.items() if r["incomplete"]} == {day(INCOMPLETE_T)}
     assert daily[day(INCOMPLETE_T)]["hours_present"] == 20
     assert {r["hours_present"] for d, r in daily.items() if d != day(INCOMPLETE_T)} == {24}
@@ -206,7 +208,7 @@ def test_hourly_completeness_flags_the_short_date(built: Built) -> None:
 def test_weekly_and_monthly_sums_equal_daily_sums(built: Built) -> None:
     views = expected_daily()
     grand = sum(sum(series.values()) for series in views.values())
-    for table, key in ((results.GOLD_KPIS_WEEKLY, "week_start"), (results.GOLD_KPIS_MONTHLY, "month_start")):
+    for table, key in ((tables.GOLD_KPIS_WEEKLY, "week_start"), (tables.GOLD_KPIS_MONTHLY, "month_start")):
         rows = built.table(table)
         totals = [r for r in rows if r["level"] == "total"]
         assert all(r["domain_code"] is None for r in totals)
@@ -268,16 +270,14 @@ def test_churn_base_rate_over_time_and_by_family(built: Built) -> None:
     labelled: dict[date, list[float]] = {}
     families: dict[str, list[float]] = {}
     for code, series in views.items():
-        frame = compute_domain_frame(
-            series, built.settings.churn, domain_code=code, end_date=day(DAYS - 1), day_hours=hours
-        )
+        frame = domain_frame(series, built.settings.churn, domain_code=code, end_date=day(DAYS - 1), day_hours=hours)
         for row in frame[frame["label_available"]].itertuples():
             labelled.setdefault(row.event_date, []).append(row.churn)
             families.setdefault(parse_domain_code(code).project_family, []).append(row.churn)
     everything = [c for cs in labelled.values() for c in cs]
     assert len(everything) > 10 and 0 < sum(everything) < len(everything)  # col's collapse is in it
 
-    daily = by_date(built.table(results.GOLD_KPIS_DAILY))
+    daily = by_date(built.table(tables.GOLD_KPIS_DAILY))
     for d, row in daily.items():
         if d in labelled:
             assert row["churn_base_rate"] == pytest.approx(statistics.mean(labelled[d]))
@@ -289,7 +289,7 @@ def test_churn_base_rate_over_time_and_by_family(built: Built) -> None:
     report = built.result.report.read_text()
     for family, churns in families.items():
         assert f"<td>{family}</td><td>{statistics.mean(churns):.1%}</td>" in report
-    domains = {r["domain_code"]: r for r in built.table(results.GOLD_KPIS_DOMAIN)}
+    domains = {r["domain_code"]: r for r in built.table(tables.GOLD_KPIS_DOMAIN)}
     assert domains["col"]["churn_base_rate"] == pytest.approx(1.0)
 
 
@@ -307,11 +307,11 @@ def test_report_embeds_every_plot_and_every_png_is_real(built: Built) -> None:
     assert "2024-01-31" in page and "Incomplete dates" in page  # the quirk tables
     assert "<td>sp</td><td>2024-01-26</td>" in page
     assert result.tables == {
-        results.GOLD_KPIS_DAILY: DAYS,
-        results.GOLD_KPIS_DOMAIN: len(CODES),
-        results.GOLD_KPIS_WEEKLY: len(built.table(results.GOLD_KPIS_WEEKLY)),
-        results.GOLD_KPIS_MONTHLY: len(built.table(results.GOLD_KPIS_MONTHLY)),
-        results.GOLD_QUALITY_SPIKES: 1,
+        tables.GOLD_KPIS_DAILY: DAYS,
+        tables.GOLD_KPIS_DOMAIN: len(CODES),
+        tables.GOLD_KPIS_WEEKLY: len(built.table(tables.GOLD_KPIS_WEEKLY)),
+        tables.GOLD_KPIS_MONTHLY: len(built.table(tables.GOLD_KPIS_MONTHLY)),
+        tables.GOLD_QUALITY_SPIKES: 1,
     }
     assert result.median_hhi is not None and 0 < result.median_hhi < 1
     text = result.describe()
@@ -357,13 +357,13 @@ def test_tiny_lake_without_labels_or_mlflow(
 
     assert result.mlflow_run_id is None
     assert result.churn_base_rate is None and result.labelled_rows == 0 and result.spikes == 0
-    daily = by_date(DeltaTable(f"{lake_settings.lake_uri}/{results.GOLD_KPIS_DAILY}").to_pyarrow_table().to_pylist())
+    daily = by_date(DeltaTable(f"{lake_settings.lake_uri}/{tables.GOLD_KPIS_DAILY}").to_pyarrow_table().to_pylist())
     gap = daily[date(2024, 1, 2)]
     assert (gap["hours_present"], gap["incomplete"], gap["total_views"], gap["hhi"]) == (0, True, 0, None)
     assert result.incomplete_dates == 3 and result.dates == 3
     domains = {
         r["domain_code"]: r
-        for r in DeltaTable(f"{lake_settings.lake_uri}/{results.GOLD_KPIS_DOMAIN}").to_pyarrow_table().to_pylist()
+        for r in DeltaTable(f"{lake_settings.lake_uri}/{tables.GOLD_KPIS_DOMAIN}").to_pyarrow_table().to_pylist()
     }
     assert (domains["de.m"]["missing_days"], domains["de.m"]["current_streak"]) == (2, 0)
     assert (domains["en"]["missing_days"], domains["en"]["current_streak"]) == (1, 1)

@@ -1,4 +1,4 @@
-"""One feature definition, two implementations: Spark's table equals the pure-Python frame."""
+"""One feature spec, two compilations: the Spark job's table equals the numpy frame, column by column."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
-from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS, compute_domain_frame, label_columns
+from tests.utils.features import assert_same_features
+from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS, label_columns
+from wikichurn.core.columnar import domain_frame
+from wikichurn.core.featurespec import table_columns
 from wikichurn.core.settings import ChurnSettings
 from wikichurn.pipeline.lakehouse.features import build_churn_features, domain_metadata
 from wikichurn.pipeline.lakehouse.schemas import GOLD_DAILY_SCHEMA
@@ -18,11 +23,11 @@ START = date(2024, 1, 1)
 CODES = ["en", "en.m", "de.m.s", "commons.m", "fr.d", "zh-min-nan", "ja.zero.q", "xx.voy", "meta.m.m", "a.b.c.d"]
 
 
-def random_lake(seed: int, days: int = 70) -> tuple[list[tuple], dict[date, int]]:
+def random_lake(seed: int, days: int = 70, codes: list[str] = CODES) -> tuple[list[tuple], dict[date, int]]:
     """Gold rows for a few domains with zeros, gaps, late starts, collapses and deaths."""
     rng = np.random.default_rng(seed)
     rows = []
-    for code in CODES:
+    for code in codes:
         level = float(rng.choice([3, 40, 5_000, 2_000_000]))
         first = int(rng.integers(0, 20))
         last = int(rng.integers(days - 15, days + 1))  # some domains stop before the lake ends
@@ -48,7 +53,7 @@ def random_lake(seed: int, days: int = 70) -> tuple[list[tuple], dict[date, int]
 @pytest.mark.parametrize(
     ("seed", "policy"), [(1, "strict"), (2, "strict"), (3, "ignore"), (4, "rescale"), (5, "rescale")]
 )
-def test_spark_features_equal_python_features(spark: SparkSession, seed: int, policy: str) -> None:
+def test_spark_features_equal_numpy_features(spark: SparkSession, seed: int, policy: str) -> None:
     churn = ChurnSettings(incomplete_policy=policy)
     rows, hours = random_lake(seed)
     gold = spark.createDataFrame(rows, GOLD_DAILY_SCHEMA)
@@ -59,21 +64,50 @@ def test_spark_features_equal_python_features(spark: SparkSession, seed: int, po
     expected = []
     for code in CODES:
         views = {d: v for c, v, _h, d in rows if c == code}
-        expected.append(compute_domain_frame(views, churn, domain_code=code, end_date=end, day_hours=hours))
+        expected.append(domain_frame(views, churn, domain_code=code, end_date=end, day_hours=hours))
     want = pd.concat(expected, ignore_index=True)
 
     columns = [*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS), *label_columns(7)]
     assert list(got.columns) == columns
-    keys = list(KEY_COLUMNS)
-    got = got.sort_values(keys).reset_index(drop=True)
-    want = want[columns].sort_values(keys).reset_index(drop=True)
     assert len(got) == len(want) > 500
     assert got["label_available"].sum() > 100 and got["churn"].sum() > 5  # a test with teeth
-    for column in columns:
-        a, b = got[column], want[column]
-        if a.dtype == object or b.dtype == object or column == "label_available":
-            assert a.astype(str).tolist() == b.astype(str).tolist(), column
-        else:
-            np.testing.assert_allclose(
-                a.astype(float).to_numpy(), b.astype(float).to_numpy(), rtol=1e-9, atol=1e-9, err_msg=column
-            )
+    assert_same_features(got, want, columns)
+
+
+def _both(spark: SparkSession, rows: list[tuple], hours: dict[date, int], churn: ChurnSettings, codes: list[str]):
+    gold = spark.createDataFrame(rows, GOLD_DAILY_SCHEMA)
+    day_hours = spark.createDataFrame(list(hours.items()), "event_date date, day_hours int")
+    got = build_churn_features(gold, day_hours, domain_metadata(spark, codes), churn).toPandas()
+    end = max(hours)
+    frames = [
+        domain_frame(
+            {d: v for c, v, _h, d in rows if c == code}, churn, domain_code=code, end_date=end, day_hours=hours
+        )
+        for code in codes
+    ]
+    return got, pd.concat([f for f in frames if len(f)], ignore_index=True)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 10_000),
+    window=st.integers(1, 9),
+    horizon=st.integers(1, 12),
+    factor=st.sampled_from([0.1, 0.3, 0.5, 0.9]),
+    policy=st.sampled_from(["strict", "rescale", "ignore"]),
+    days=st.integers(21, 60),  # random_lake needs a few weeks
+)
+def test_both_compilations_agree_for_any_churn_definition(
+    spark: SparkSession, seed: int, window: int, horizon: int, factor: float, policy: str, days: int
+) -> None:
+    """Any window, horizon, factor and policy: same column names (they follow the settings), same values."""
+    churn = ChurnSettings(window_days=window, horizon_days=horizon, factor=factor, incomplete_policy=policy)
+    codes = CODES[:4]
+    rows, hours = random_lake(seed, days=days, codes=codes)
+    if not rows:
+        return
+    got, want = _both(spark, rows, hours, churn, codes)
+    columns = list(table_columns(churn))
+    assert list(got.columns) == columns and f"avg_views_past_{window}d" in columns
+    assert f"views_plus_{horizon}" in columns and f"views_plus_{horizon + 1}" not in columns
+    assert_same_features(got, want, columns)

@@ -10,8 +10,8 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from tests.utils.raw import full_day, write_raw
+from wikichurn.core import tables
 from wikichurn.core.settings import Settings
-from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse import steps as steps_module
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.run import PipelineResult, run_pipeline

@@ -11,9 +11,9 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from tests.fixtures.s3 import DUMMY_KEY_ID, DUMMY_SECRET, REGION, S3Server
+from wikichurn.core import tables
 from wikichurn.core.settings import S3Settings, Settings
 from wikichurn.core.storage import open_store
-from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.run import run_pipeline
 from wikichurn.pipeline.spark import build_spark

@@ -23,8 +23,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
 from tests.utils.raw import write_raw
+from wikichurn.core import tables
 from wikichurn.core.settings import Settings
-from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse.bronze import build_bronze
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.run import run_pipeline

@@ -3,7 +3,7 @@
 - ``registry``: a temporary sqlite tracking store with ``wikichurn`` version 1 registered and
   aliased ``production`` (MLflow is pointed at it while tests/serving runs, then restored;
   subprocesses get its URI).
-- ``snapshot``: a snapshot parquet + sidecar built with :func:`wikichurn.core.churn.compute_domain_frame`
+- ``snapshot``: a snapshot parquet + sidecar built with :func:`wikichurn.core.churn.domain_frame`
   from synthetic histories (no Spark), as ``wikichurn features export`` writes it.
 - ``client``: a ``TestClient`` of the app serving both, lifespan run (model loaded).
 

@@ -79,6 +79,32 @@ def test_history_form_equals_snapshot_form(client: TestClient, histories: dict[s
         assert b["churn"] == a["churn"]
 
 
+def test_responses_have_the_documented_shape_and_a_server_timing(
+    client: TestClient, histories: dict[str, dict[date, int]]
+) -> None:
+    """The route encodes results itself (orjson): they must still be exactly a ScoreResponse."""
+    from wikichurn.serving.schemas import ScoreResponse
+
+    code = _snapshot_domains(histories)[0]
+    body = {
+        "instances": [
+            {"domain_code": code},
+            {"domain_code": code, "daily_views": history_payload(histories[code])},
+            {"domain_code": "nowhere"},
+        ]
+    }
+    for explain in (False, True):
+        response = client.post("/score", json={**body, "explain": explain})
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        assert float(response.headers["server-timing"].removeprefix("score;dur=")) > 0
+        parsed = ScoreResponse.model_validate_json(response.content)
+        assert parsed.model_dump(mode="json", exclude_unset=True) == response.json()
+        first, second = response.json()["results"][:2]
+        assert ("explanation" in first) is explain and first["risk_score"] == second["risk_score"]
+        if explain:
+            assert first["explanation"] == second["explanation"]
+
+
 def test_mixed_batch_keeps_request_order(client: TestClient, histories: dict[str, dict[date, int]]) -> None:
     code = _snapshot_domains(histories)[0]
     outside = list(histories)[-1]  # known to the model, not in the snapshot

@@ -12,19 +12,17 @@ from fastapi.testclient import TestClient
 from pyspark.sql import SparkSession
 
 from tests.fixtures.scored_lake import LAKE_MODEL, ScoredLake
+from tests.utils.contract import assert_matches_contract
 from tests.utils.serving import mlflow_pointed_at
 from wikichurn.core.churn import KEY_COLUMNS
 from wikichurn.core.settings import Settings
-from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, export_snapshot
+from wikichurn.core.tables import GOLD_FEATURES, GOLD_SCORES, SCORE_COLUMNS, SCORES_SCHEMA, TOP_REASONS, reason_columns
+from wikichurn.pipeline.lakehouse.features import export_snapshot
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.serving.batch import (
-    GOLD_SCORES,
-    SCORE_COLUMNS,
-    TOP_REASONS,
     feature_records,
     format_value,
     load_production_model,
-    reason_columns,
     run_scoring,
     score_if_production,
     score_records,
@@ -42,6 +40,7 @@ def _scores(settings: Settings) -> pd.DataFrame:
 def test_first_run_scores_every_complete_day_once(scored_lake: ScoredLake) -> None:
     scores = _scores(scored_lake.settings)
     assert list(scores.columns) == list(SCORE_COLUMNS)
+    assert_matches_contract(f"{scored_lake.settings.lake_uri}/{GOLD_SCORES}", SCORES_SCHEMA)
     features = DeltaTable(f"{scored_lake.settings.lake_uri}/{GOLD_FEATURES}").to_pandas()
     complete = features[features["day_hours_available"] >= 24]
     assert len(scores) == len(complete) == scored_lake.scoring.rows > 0

@@ -17,7 +17,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from wikichurn.core.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KEY_COLUMNS, compute_domain_frame
+from wikichurn.core.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KEY_COLUMNS
+from wikichurn.core.columnar import domain_frame
 from wikichurn.core.settings import ChurnSettings
 
 # The product's own scope (URIs, MLflow's globals and environment variables restored), for the tests.
@@ -68,7 +69,7 @@ def synthetic_histories(n_domains: int = 40, seed: int = 3) -> dict[str, dict[da
 
 
 def feature_frame(histories: dict[str, dict[date, int]]) -> pd.DataFrame:
-    frames = [compute_domain_frame(h, CHURN, domain_code=code) for code, h in histories.items()]
+    frames = [domain_frame(h, CHURN, domain_code=code) for code, h in histories.items()]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -152,7 +153,7 @@ class Registry:
 
 
 def write_snapshot(out: Path, histories: dict[str, dict[date, int]]) -> pd.DataFrame:
-    rows = [compute_domain_frame(h, CHURN, domain_code=code).iloc[[-1]] for code, h in histories.items()]
+    rows = [domain_frame(h, CHURN, domain_code=code).iloc[[-1]] for code, h in histories.items()]
     frame = pd.concat(rows, ignore_index=True)
     frame = frame[[*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS)]]
     frame.to_parquet(out, index=False)

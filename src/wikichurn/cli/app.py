@@ -333,9 +333,8 @@ def dashboard(
     ] = None,
 ) -> None:
     """Open the BI dashboard (Streamlit): at-risk domains, engagement, data quality, the model."""
-    from wikichurn.core.settings import load_settings
+    from wikichurn.core.settings import load_settings, tracking_uri
     from wikichurn.dashboard.launch import run_dashboard
-    from wikichurn.serving.batch import tracking_uri
 
     console.print(f"dashboard at http://{host}:{port}  (Ctrl-C to stop)")
     uri = None if mlflow_root else tracking_uri(load_settings())

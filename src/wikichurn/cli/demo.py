@@ -146,7 +146,7 @@ def dashboard_command(workdir: Path) -> str:
 def _show_tables(spark: SparkSession, settings: Settings, counts: dict[str, int], console: Console) -> None:
     from pyspark.sql import functions as F
 
-    from wikichurn.pipeline.lakehouse import lake as tables
+    from wikichurn.core import tables
     from wikichurn.pipeline.lakehouse.lake import Lake
 
     lake = Lake(spark, settings)
@@ -161,7 +161,7 @@ def _show_tables(spark: SparkSession, settings: Settings, counts: dict[str, int]
     gold = lake.read(tables.GOLD_DAILY)
     last = gold.agg(F.max("event_date")).collect()[0][0]
     top = gold.where(F.col("event_date") == F.lit(last)).orderBy(F.desc("count_views")).limit(8).collect()
-    sample = Table(title=f"gold_daily_projectviews, top domains on {last}")
+    sample = Table(title=f"{tables.GOLD_DAILY}, top domains on {last}")
     for column in ("domain_code", "event_date", "count_views", "hours_present"):
         sample.add_column(column, justify="right" if column in ("count_views", "hours_present") else "left")
     for row in top:

@@ -372,3 +372,8 @@ def load_settings(**overrides: Any) -> Settings:
         Validated settings, built fresh (call it once per entry point and pass the result down).
     """
     return Settings(**overrides)
+
+
+def tracking_uri(settings: Settings) -> str | None:
+    """The MLflow tracking/registry URI of these settings (``MLFLOW_TRACKING_URI`` included), if any."""
+    return settings.mlflow_tracking_uri or settings.training.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

@@ -14,9 +14,9 @@ from typing import Any, NoReturn
 import pandas as pd
 import streamlit as st
 
-from wikichurn.core.settings import Settings
+from wikichurn.core.settings import Settings, tracking_uri
+from wikichurn.core.tables import GOLD_SCORES
 from wikichurn.dashboard import RENDERED, data, registry
-from wikichurn.serving.batch import GOLD_SCORES, tracking_uri
 from wikichurn.serving.nospark import forbid_pyspark
 
 REGISTRY_TTL_S = 30

@@ -22,19 +22,23 @@ from wikichurn.core.churn import parse_domain_code
 from wikichurn.core.settings import Settings
 from wikichurn.core.storage import delta_storage_options
 
-log = logging.getLogger(__name__)
+# The table names are the data contract's (no pyspark there, so the dashboard can import them).
+from wikichurn.core.tables import (
+    BRONZE,
+    BRONZE_LEDGER,
+    GOLD_DAILY,
+    GOLD_KPIS_DAILY,
+    GOLD_KPIS_MONTHLY,
+    GOLD_KPIS_WEEKLY,
+    GOLD_SCORES,
+    SILVER_CLEAN,
+    SILVER_DQ_REPORTS,
+    SILVER_QUARANTINE,
+    TOP_REASONS,
+    reason_columns,
+)
 
-# Table names. Their owners (pipeline/lakehouse/lake.py, pipeline/eda) import pyspark, which this
-# process never loads (tests/dashboard/test_nospark.py), so the names are repeated here.
-BRONZE = "bronze_projectviews"
-BRONZE_LEDGER = "bronze_file_ledger"
-SILVER_CLEAN = "silver_projectviews_clean"
-SILVER_QUARANTINE = "silver_projectviews_quarantine"
-SILVER_DQ_REPORTS = "silver_dq_reports"
-GOLD_DAILY = "gold_daily_projectviews"
-GOLD_KPIS_DAILY = "gold_kpis_daily"
-GOLD_KPIS_WEEKLY = "gold_kpis_weekly"
-GOLD_KPIS_MONTHLY = "gold_kpis_monthly"
+log = logging.getLogger(__name__)
 
 
 class LakeReader:
@@ -107,8 +111,6 @@ def _dates(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
 
 def scores_for_version(reader: LakeReader, version: str | None) -> pd.DataFrame | None:
     """``gold_churn_scores`` rows of one model version (every version when None)."""
-    from wikichurn.serving.batch import GOLD_SCORES
-
     filters = [("model_version", "=", version)] if version else None
     frame = reader.read(GOLD_SCORES, filters=filters)
     return None if frame is None else _dates(frame, "event_date")
@@ -183,8 +185,6 @@ def view_history(views: pd.DataFrame, domain: str, end: date, days: int, window:
 
 def reasons(row: pd.Series) -> pd.DataFrame:
     """The top contributions of one score row as a small table."""
-    from wikichurn.serving.batch import TOP_REASONS, reason_columns
-
     items = []
     for k in range(1, TOP_REASONS + 1):
         feature, value, contribution = reason_columns(k)

@@ -27,7 +27,15 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS
-from wikichurn.pipeline.lakehouse.lake import GOLD_DAILY
+from wikichurn.core.tables import (
+    GOLD_DAILY,
+    GOLD_FEATURES,
+    GOLD_KPIS_DAILY,
+    GOLD_KPIS_DOMAIN,
+    GOLD_KPIS_MONTHLY,
+    GOLD_KPIS_WEEKLY,
+    GOLD_QUALITY_SPIKES,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -64,17 +72,15 @@ class WarehouseTable:
     required: bool = True
 
 
-_FEATURES = (*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS))
+_FEATURES = (*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS))  # the committed window's names
 
 TABLES: tuple[WarehouseTable, ...] = (
     WarehouseTable(GOLD_DAILY, ("domain_code", "event_date"), "domain_code", ("event_date",)),
+    WarehouseTable(GOLD_FEATURES, ("domain_code", "event_date"), "domain_code", ("event_date",), columns=_FEATURES),
+    WarehouseTable(GOLD_KPIS_DAILY, ("event_date",), None, ("event_date",), required=False),
+    WarehouseTable(GOLD_KPIS_DOMAIN, ("domain_code",), "domain_code", ("domain_code",), required=False),
     WarehouseTable(
-        "gold_churn_features", ("domain_code", "event_date"), "domain_code", ("event_date",), columns=_FEATURES
-    ),
-    WarehouseTable("gold_kpis_daily", ("event_date",), None, ("event_date",), required=False),
-    WarehouseTable("gold_kpis_domain", ("domain_code",), "domain_code", ("domain_code",), required=False),
-    WarehouseTable(
-        "gold_kpis_weekly",
+        GOLD_KPIS_WEEKLY,
         ("level", "domain_code", "week_start"),
         "domain_code",
         ("week_start",),
@@ -82,16 +88,14 @@ TABLES: tuple[WarehouseTable, ...] = (
         required=False,
     ),
     WarehouseTable(
-        "gold_kpis_monthly",
+        GOLD_KPIS_MONTHLY,
         ("level", "domain_code", "month_start"),
         "domain_code",
         ("month_start",),
         nullable_key=("domain_code",),
         required=False,
     ),
-    WarehouseTable(
-        "gold_quality_spikes", ("domain_code", "event_date"), "domain_code", ("event_date",), required=False
-    ),
+    WarehouseTable(GOLD_QUALITY_SPIKES, ("domain_code", "event_date"), "domain_code", ("event_date",), required=False),
 )
 
 

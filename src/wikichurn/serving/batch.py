@@ -11,7 +11,8 @@ Incremental and idempotent: a run scores only the days the serving version has n
 writes them in one commit (a ``MERGE`` on Delta keyed by domain, day and version), so a second run
 writes nothing. A new production version scores every day again, under its own ``model_version``.
 
-Nothing here imports pyspark at module level: the dashboard imports the table's names from here.
+Nothing here imports pyspark at module level. The table's name and schema are the data contract's
+(:mod:`wikichurn.core.tables`); the job reads and writes the lake through the pipeline's ``Lake``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,7 +27,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS
+from wikichurn.core.churn import KEY_COLUMNS, feature_columns
+from wikichurn.core.settings import tracking_uri
+from wikichurn.core.tables import (
+    GOLD_FEATURES,
+    GOLD_SCORES,
+    SCORE_COLUMNS,
+    SCORE_KEYS,
+    SCORES_SCHEMA,
+    TOP_REASONS,
+    reason_columns,
+)
 from wikichurn.serving.registry import LoadedModel, RegistryModelLoader, build_loaded_model
 from wikichurn.serving.schemas import ScoreInstance
 from wikichurn.serving.scoring import ServingState, score_instances
@@ -40,61 +50,6 @@ if TYPE_CHECKING:
     from wikichurn.core.settings import Settings
 
 log = logging.getLogger(__name__)
-
-GOLD_SCORES = "gold_churn_scores"
-GOLD_FEATURES = "gold_churn_features"  # the table the features job writes (same name as there)
-TOP_REASONS = 3
-SCORE_KEYS: tuple[str, ...] = ("domain_code", "event_date", "model_version")
-
-
-def reason_columns(k: int) -> tuple[str, str, str]:
-    """Feature, value and contribution columns of the ``k``-th reason (1-based)."""
-    return f"reason_{k}_feature", f"reason_{k}_value", f"reason_{k}_contribution"
-
-
-SCORE_COLUMNS: tuple[str, ...] = (
-    "domain_code",
-    "event_date",
-    "risk_score",
-    "churn",
-    "threshold",
-    "model_name",
-    "model_version",
-    "scored_at",
-    *(column for k in range(1, TOP_REASONS + 1) for column in reason_columns(k)),
-)
-
-
-def scores_schema() -> Any:
-    """The explicit Spark schema of ``gold_churn_scores`` (a value is text: it may be a category)."""
-    from pyspark.sql.types import (
-        BooleanType,
-        DateType,
-        DoubleType,
-        StringType,
-        StructField,
-        StructType,
-        TimestampType,
-    )
-
-    fields = [
-        StructField("domain_code", StringType(), False),
-        StructField("event_date", DateType(), False),
-        StructField("risk_score", DoubleType(), False),
-        StructField("churn", BooleanType(), False),
-        StructField("threshold", DoubleType(), False),
-        StructField("model_name", StringType(), False),
-        StructField("model_version", StringType(), False),
-        StructField("scored_at", TimestampType(), False),
-    ]
-    for k in range(1, TOP_REASONS + 1):
-        feature, value, contribution = reason_columns(k)
-        fields += [
-            StructField(feature, StringType(), True),
-            StructField(value, StringType(), True),
-            StructField(contribution, DoubleType(), True),
-        ]
-    return StructType(fields)
 
 
 class NoProductionModelError(RuntimeError):
@@ -123,11 +78,6 @@ class ScoreRunResult:
 
 
 # -- the model -----------------------------------------------------------------------------------
-
-
-def tracking_uri(settings: Settings) -> str | None:
-    """The MLflow tracking/registry URI of these settings (``MLFLOW_TRACKING_URI`` included), if any."""
-    return settings.mlflow_tracking_uri or settings.training.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def load_production_model(settings: Settings) -> LoadedModel:
@@ -280,6 +230,7 @@ def run_scoring(spark: SparkSession, settings: Settings, model: LoadedModel | No
     from pyspark.sql import functions as F
 
     from wikichurn.pipeline.lakehouse.lake import Lake
+    from wikichurn.pipeline.lakehouse.schemas import struct_type
 
     started = time.monotonic()
     model = model or load_production_model(settings)
@@ -294,10 +245,10 @@ def run_scoring(spark: SparkSession, settings: Settings, model: LoadedModel | No
         done = lake.read(GOLD_SCORES).where(F.col("model_version") == F.lit(model.version))
         days -= {r[0] for r in done.select("event_date").distinct().collect()}
     if days:
-        columns = [*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS)]
+        columns = [*KEY_COLUMNS, *(c for c in feature_columns(model.churn) if c not in KEY_COLUMNS)]
         frame = complete.where(F.col("event_date").isin(sorted(days))).select(*columns).toPandas()
         rows = score_records(model, feature_records(frame))
-        scores = spark.createDataFrame([tuple(r[c] for c in SCORE_COLUMNS) for r in rows], scores_schema())
+        scores = spark.createDataFrame([tuple(r[c] for c in SCORE_COLUMNS) for r in rows], struct_type(SCORES_SCHEMA))
         if lake.format == "delta":
             lake.upsert(scores, GOLD_SCORES, keys=SCORE_KEYS, partition_by=())
         else:  # parquet (the JVM lane): only unscored days are here, so appending cannot duplicate

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from wikichurn.core.churn import FEATURE_COLUMNS
+from wikichurn.core.churn import feature_columns
 from wikichurn.core.settings import ChurnSettings
 
 if TYPE_CHECKING:
@@ -161,10 +161,12 @@ def build_loaded_model(ref: ModelRef, scorer: ChurnScorer, base_churn: ChurnSett
     Raises:
         ModelUnavailableError: the model needs features that :mod:`wikichurn.core.churn` does not compute.
     """
-    unknown = [name for name in scorer.features if name not in FEATURE_COLUMNS]
+    churn = churn_settings_for(scorer.meta, base_churn)
+    computable = feature_columns(churn)  # the past-window names follow the model's window_days
+    unknown = [name for name in scorer.features if name not in computable]
     if unknown:
         raise ModelUnavailableError(f"{ref.uri} needs features the service cannot compute: {unknown}")
-    return LoadedModel(ref=ref, scorer=scorer, churn=churn_settings_for(scorer.meta, base_churn))
+    return LoadedModel(ref=ref, scorer=scorer, churn=churn)
 
 
 def churn_settings_for(meta: dict[str, Any], base: ChurnSettings) -> ChurnSettings:

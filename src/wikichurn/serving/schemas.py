@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from typing_extensions import TypedDict
 
 # A hard bound on one history, so a single instance cannot ask for unbounded work. The served
 # span (first to last date) is bounded separately by ServingSettings.max_history_days.
@@ -16,13 +17,17 @@ MAX_DOMAIN_CODE_LENGTH = 200
 # -- requests ------------------------------------------------------------------------------------
 
 
-class DailyViews(BaseModel):
-    """Views of one day. The date is checked per instance, so a bad one fails only its instance."""
+class DailyViews(TypedDict):
+    """Views of one day. The date is checked per instance, so a bad one fails only its instance.
 
-    model_config = ConfigDict(extra="forbid")
+    A TypedDict, not a model: a history is validated into plain dicts, about ten times cheaper per
+    day than model instances (the same JSON schema and the same 422s).
+    """
 
-    date: str = Field(max_length=64, description="YYYY-MM-DD", examples=["2024-03-01"])
-    views: StrictInt = Field(description="views that day (>= 0)", examples=[1200])
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    date: Annotated[str, Field(max_length=64, description="YYYY-MM-DD", examples=["2024-03-01"])]
+    views: Annotated[StrictInt, Field(description="views that day (>= 0)", examples=[1200])]
 
 
 class ScoreInstance(BaseModel):

@@ -1,10 +1,11 @@
 """Turning request instances into results: the hot path of ``POST /score``.
 
-A batch is scored with one call to the native booster: each instance first becomes a feature row
-(a snapshot lookup, or :func:`wikichurn.core.churn.feature_vector` over its daily views), the valid rows
-are encoded together with :meth:`ChurnScorer.encode_records` and scored with
-:meth:`ChurnScorer.predict_proba`. No pandas on the snapshot path; an instance that cannot be
-scored becomes an error in its own place, never a failed batch.
+A batch is scored with one call to the native booster. Snapshot instances are looked up and encoded
+with :meth:`ChurnScorer.encode_records`; history instances are validated one by one into dense
+arrays, then their features are computed together, vectorised, by :mod:`wikichurn.core.columnar`
+(a matrix of one row per instance holding only the days the features read) and encoded column by
+column. No pandas on the hot path; an instance that cannot be scored becomes an error in its own
+place, never a failed batch.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 
-from wikichurn.core.churn import feature_vector
+from wikichurn.core.columnar import History, compute_columns, last_day_windows
 from wikichurn.core.settings import ChurnSettings
 from wikichurn.serving.registry import LoadedModel
 from wikichurn.serving.schemas import DailyViews, ScoreInstance
@@ -28,9 +29,12 @@ from wikichurn.serving.snapshot import FeatureSnapshot
 log = logging.getLogger(__name__)
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-# pandas timestamps (used by the feature code) end in 2262; Wikimedia traffic starts in 2001.
+_DATES_RE = re.compile(r"\d{4}-\d{2}-\d{2}(?:\|\d{4}-\d{2}-\d{2})*")  # "|".join of a clean history
+# Kept from the pandas days (its timestamps end in 2262): a bound on input errors, not on the code.
 MIN_DATE = date(1970, 1, 1)
 MAX_DATE = date(2199, 12, 31)
+_EPOCH = date(1970, 1, 1)
+_MIN_DAY, _MAX_DAY = np.datetime64(MIN_DATE, "D"), np.datetime64(MAX_DATE, "D")
 # No wiki has ever had this many views in a day; larger numbers are input errors.
 MAX_VIEWS = 10**12
 
@@ -63,29 +67,52 @@ def score_instances(
 ) -> list[dict[str, Any]]:
     """One result dict per instance, in order (see :class:`wikichurn.serving.schemas.ScoreResponse`)."""
     model = state.model
+    scorer = model.scorer
     results: list[dict[str, Any]] = [{} for _ in instances]
-    valid: list[int] = []
-    rows: list[dict[str, Any]] = []
-    days: list[date | None] = []
+    snapshot_at: list[int] = []
+    snapshot_rows: list[dict[str, Any]] = []
+    snapshot_days: list[date | None] = []
+    history_at: list[int] = []
+    histories: list[History] = []
     for i, instance in enumerate(instances):
         try:
-            day, row = _feature_row(state, instance, max_history_days)
+            if instance.daily_views is not None:
+                histories.append(
+                    history_from_views(instance.domain_code, instance.daily_views, model.churn, max_history_days)
+                )
+                history_at.append(i)
+            else:
+                day, row = _snapshot_row(state, instance)
+                snapshot_at.append(i)
+                snapshot_rows.append(row)
+                snapshot_days.append(day)
         except ItemProblem as problem:
             results[i] = _error(instance.domain_code, problem.code, problem.message)
-            continue
-        valid.append(i)
-        rows.append(row)
-        days.append(day)
-    if not rows:
-        return results
 
-    scorer = model.scorer
-    matrix = scorer.encode_records(rows)
+    blocks: list[np.ndarray] = []
+    if snapshot_rows:
+        blocks.append(scorer.encode_records(snapshot_rows))
+    columns: dict[str, np.ndarray] = {}
+    if histories:
+        try:
+            columns = compute_columns(last_day_windows(histories, model.churn), model.churn, scorer.features)
+            blocks.append(scorer.encode_columns(columns, len(histories)))
+        except Exception as exc:  # the feature code is trusted, but odd histories must not fail the batch
+            log.exception("feature computation failed for %d histories", len(histories))
+            for i in history_at:
+                message = f"features could not be computed: {type(exc).__name__}"
+                results[i] = _error(instances[i].domain_code, "feature_error", message)
+            history_at, columns = [], {}
+    order = snapshot_at + history_at
+    if not order:
+        return results
+    days = snapshot_days + ([d.item() for d in columns["event_date"]] if history_at else [])
+    matrix = blocks[0] if len(blocks) == 1 else np.vstack(blocks)
     scores = scorer.predict_proba(matrix)
     contributions = _contributions(model, matrix) if explain else None
     threshold = scorer.threshold
     version = model.version
-    for k, i in enumerate(valid):
+    for k, i in enumerate(order):
         risk = float(scores[k])
         result: dict[str, Any] = {
             "domain_code": instances[i].domain_code,
@@ -96,18 +123,16 @@ def score_instances(
             "model_version": version,
         }
         if contributions is not None:
-            result["explanation"] = _explanation(scorer.features, rows[k], contributions[k], top_k)
+            if k < len(snapshot_rows):
+                row = snapshot_rows[k]
+            else:
+                row = {name: columns[name][k - len(snapshot_rows)] for name in scorer.features}
+            result["explanation"] = _explanation(scorer.features, row, contributions[k], top_k)
         results[i] = result
     return results
 
 
-def _feature_row(
-    state: ServingState, instance: ScoreInstance, max_history_days: int
-) -> tuple[date | None, dict[str, Any]]:
-    if instance.daily_views is not None:
-        return features_from_history(
-            instance.domain_code, instance.daily_views, state.model.churn, max_history_days=max_history_days
-        )
+def _snapshot_row(state: ServingState, instance: ScoreInstance) -> tuple[date | None, dict[str, Any]]:
     snapshot = state.snapshot
     if snapshot is None:
         detail = f": {state.snapshot_error}" if state.snapshot_error else ""
@@ -124,14 +149,13 @@ def _feature_row(
     return row.as_of, row.features
 
 
-def features_from_history(
+def history_from_views(
     domain_code: str,
     daily_views: Sequence[DailyViews],
     churn: ChurnSettings,
-    *,
     max_history_days: int = 4000,
-) -> tuple[date, dict[str, Any]]:
-    """Validate a history and compute its features as of its last date.
+) -> History:
+    """Validate a history and make it the dense calendar the features read (scored as of its last date).
 
     Rules: dates are ``YYYY-MM-DD`` and unique, views are integers in ``[0, 10**12]``, order does
     not matter, a date missing inside the range is a day with zero views (as in the lake), the
@@ -142,41 +166,74 @@ def features_from_history(
     Raises:
         ItemProblem: the history breaks one of the rules.
     """
-    views: dict[date, float] = {}
-    for position, entry in enumerate(daily_views):
-        day = _parse_date(entry.date, position)
-        if not 0 <= entry.views <= MAX_VIEWS:
-            raise ItemProblem(
-                "invalid_views", f"daily_views[{position}] ({entry.date}): views must be in [0, {MAX_VIEWS}]"
-            )
-        if day in views:
-            raise ItemProblem("duplicate_date", f"daily_views[{position}]: {entry.date} appears more than once")
-        views[day] = float(entry.views)
+    days, views = _entries(daily_views)
     need = churn.window_days + 1
-    if not views:
+    if not len(days):
         raise ItemProblem("history_too_short", f"daily_views is empty; at least {need} days are needed")
-    as_of, first = max(views), min(views)
-    span = (as_of - first).days + 1
+    as_of, first = int(days.max()), int(days.min())
+    span = as_of - first + 1
     if span > max_history_days:
         raise ItemProblem(
-            "history_too_long", f"daily_views spans {span} days ({first} to {as_of}); at most {max_history_days}"
+            "history_too_long",
+            f"daily_views spans {span} days ({_day(first)} to {_day(as_of)}); at most {max_history_days}",
         )
-    with_views = [day for day, value in views.items() if value > 0]
-    if not with_views:
+    positive = views > 0
+    if not positive.any():
         raise ItemProblem("no_views", "every day has zero views: the domain has no traffic to score")
-    active = (as_of - min(with_views)).days + 1
+    start = int(days[positive].min())
+    active = as_of - start + 1
     if active < need:
         raise ItemProblem(
             "history_too_short",
-            f"{active} day(s) from the first day with views ({min(with_views)}) to {as_of}; "
+            f"{active} day(s) from the first day with views ({_day(start)}) to {_day(as_of)}; "
             f"at least {need} (window_days + 1) are needed",
         )
+    dense = np.zeros(active, dtype="int64")
+    inside = days >= start
+    dense[days[inside] - start] = views[inside]
+    return History(domain_code, _day(start), dense)
+
+
+def _entries(daily_views: Sequence[DailyViews]) -> tuple[np.ndarray, np.ndarray]:
+    """Days (since 1970-01-01) and views of a history, every entry checked.
+
+    A clean history is checked all at once (one regular expression over the joined dates, so only
+    ``YYYY-MM-DD`` passes, then numpy parses them, refusing impossible days); anything else is
+    checked entry by entry, which names the first bad one exactly.
+    """
+    texts = [entry["date"] for entry in daily_views]
+    counts = [entry["views"] for entry in daily_views]
+    if not _DATES_RE.fullmatch("|".join(texts)):
+        return _entries_one_by_one(texts, counts)
     try:
-        features = feature_vector(views, churn, domain_code=domain_code, as_of=as_of)
-    except Exception as exc:  # the feature code is trusted, but one odd history must not fail a batch
-        log.exception("feature computation failed for %r", domain_code)
-        raise ItemProblem("feature_error", f"features could not be computed: {type(exc).__name__}") from exc
-    return as_of, features
+        days = np.array(texts, dtype="datetime64[D]")
+        views = np.array(counts, dtype="int64")
+    except (ValueError, OverflowError, TypeError):
+        return _entries_one_by_one(texts, counts)
+    clean = (
+        bool(((days >= _MIN_DAY) & (days <= _MAX_DAY)).all())
+        and bool(((views >= 0) & (views <= MAX_VIEWS)).all())
+        and len(np.unique(days)) == len(days)
+    )
+    if not clean:
+        return _entries_one_by_one(texts, counts)
+    return days.astype("int64"), views
+
+
+def _entries_one_by_one(texts: list[str], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    seen: dict[int, int] = {}
+    for position, (text, count) in enumerate(zip(texts, counts, strict=True)):
+        day = (_parse_date(text, position) - _EPOCH).days
+        if not 0 <= count <= MAX_VIEWS:
+            raise ItemProblem("invalid_views", f"daily_views[{position}] ({text}): views must be in [0, {MAX_VIEWS}]")
+        if day in seen:
+            raise ItemProblem("duplicate_date", f"daily_views[{position}]: {text} appears more than once")
+        seen[day] = count
+    return np.fromiter(seen, "int64", len(seen)), np.fromiter(seen.values(), "int64", len(seen))
+
+
+def _day(days_since_epoch: int) -> date:
+    return _EPOCH + timedelta(days=days_since_epoch)
 
 
 def _parse_date(text: str, position: int) -> date:

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from wikichurn.training.baselines import heuristic_score, load_any_scorer
+from wikichurn.core.tables import GOLD_FEATURES
+from wikichurn.training.baselines import heuristic_features, heuristic_score, load_any_scorer
 from wikichurn.training.config import TrainingSettings
 from wikichurn.training.data import LABEL, FeatureData
 from wikichurn.training.metrics import metric_spec
@@ -181,7 +182,7 @@ def run_backtest(
                 client.set_tag(rid, "mlflow.parentRunId", child.info.run_id)
                 client.set_tag(rid, TAG_BACKTEST, parent_id)
             y = scored[LABEL].to_numpy(dtype="int64")
-            scores = _window_scores(trained.run_id, trained.baseline_run_ids, scored)
+            scores = _window_scores(trained.run_id, trained.baseline_run_ids, scored, settings.churn.window_days)
             row: dict[str, Any] = {
                 "window": window.name,
                 "cutoff": str(window.cutoff.date()),
@@ -225,14 +226,16 @@ def run_backtest(
     return result
 
 
-def _window_scores(run_id: str, baselines: dict[str, str], rows: pd.DataFrame) -> dict[str, np.ndarray]:
+def _window_scores(
+    run_id: str, baselines: dict[str, str], rows: pd.DataFrame, window_days: int
+) -> dict[str, np.ndarray]:
     """Scores of the three registered models (the refits on everything known) on ``rows``."""
     with tempfile.TemporaryDirectory(prefix="wikichurn-backtest-") as tmp:
         out = {}
         for role, rid in {ROLE_TUNED: run_id, ROLE_SEED: baselines[ROLE_SEED]}.items():
             scorer = load_any_scorer(download_run_artifacts(rid, BUNDLE_DIR, Path(tmp) / role))
             out[role] = np.asarray(scorer.predict_proba(rows), dtype="float64")
-    out[ROLE_HEURISTIC] = heuristic_score(rows)
+    out[ROLE_HEURISTIC] = heuristic_score(rows, heuristic_features(window_days))
     return out
 
 
@@ -261,9 +264,9 @@ def lake_from_mirror(
     if spark is None:
         with build_spark(settings) as session:
             run_pipeline(session, settings)
-            return settings, load_feature_data(settings, "gold_churn_features", session)
+            return settings, load_feature_data(settings, GOLD_FEATURES, session)
     run_pipeline(spark, settings)
-    return settings, load_feature_data(settings, "gold_churn_features", spark)
+    return settings, load_feature_data(settings, GOLD_FEATURES, spark)
 
 
 def backtest_daily(

@@ -18,15 +18,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wikichurn.core.featurespec import past_mean_name
 from wikichurn.training.model import META_FILE, ChurnScorer, find_model_files, write_meta
 
-HEURISTIC_FEATURES: tuple[str, str] = ("count_views", "avg_views_past_3d")
+
+def heuristic_features(window_days: int = 3) -> tuple[str, str]:
+    """Today's views and the mean of the label's past window (its name follows ``window_days``)."""
+    return ("count_views", past_mean_name(window_days))
 
 
-def heuristic_score(frame: pd.DataFrame) -> np.ndarray:
-    """``1 - min(1, count_views / avg_views_past_3d)`` per row, 0 without a positive mean."""
-    views = pd.to_numeric(frame["count_views"]).to_numpy(dtype="float64", na_value=np.nan)
-    mean = pd.to_numeric(frame["avg_views_past_3d"]).to_numpy(dtype="float64", na_value=np.nan)
+HEURISTIC_FEATURES: tuple[str, str] = heuristic_features()
+
+
+def heuristic_score(frame: pd.DataFrame, features: tuple[str, str] | list[str] = HEURISTIC_FEATURES) -> np.ndarray:
+    """``1 - min(1, count_views / avg_views_past_<w>d)`` per row, 0 without a positive mean."""
+    views = pd.to_numeric(frame[features[0]]).to_numpy(dtype="float64", na_value=np.nan)
+    mean = pd.to_numeric(frame[features[1]]).to_numpy(dtype="float64", na_value=np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where((mean > 0) & ~np.isnan(views), views / mean, 1.0)
     return 1.0 - np.clip(ratio, 0.0, 1.0)
@@ -41,7 +48,7 @@ class HeuristicScorer:
         self.threshold = float(meta["threshold"])
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return heuristic_score(frame)
+        return heuristic_score(frame, self.features)
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         scores = self.predict_proba(frame)

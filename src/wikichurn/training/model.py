@@ -162,6 +162,18 @@ class ChurnScorer:
                     matrix[i, j] = float(value)
         return matrix
 
+    def encode_columns(self, columns: Mapping[str, Any], rows: int) -> np.ndarray:
+        """Encode whole columns (feature name -> array of ``rows`` values): the vectorised path."""
+        matrix = np.empty((rows, len(self.features)), dtype="float64")
+        for col, j in zip(self._numeric, self._numeric_positions, strict=True):
+            matrix[:, j] = columns[col]
+        for col, mapping in self._index.items():
+            values = columns[col]
+            matrix[:, self._position[col]] = np.fromiter(
+                (mapping.get(str(v), np.nan) if v is not None else np.nan for v in values), "float64", rows
+            )
+        return matrix
+
     def predict_proba(self, data: pd.DataFrame | np.ndarray | Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Churn probability (risk score in [0, 1]) per row."""
         matrix = self.encode(data)

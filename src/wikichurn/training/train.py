@@ -33,8 +33,8 @@ import mlflow
 import typer
 from mlflow import MlflowClient
 
-from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS, SEED_FEATURES, label_columns
-from wikichurn.training.baselines import HEURISTIC_FEATURES, HeuristicScorer, heuristic_score
+from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS, feature_columns, label_columns, seed_features
+from wikichurn.training.baselines import HeuristicScorer, heuristic_features, heuristic_score
 from wikichurn.training.config import TrainingSettings
 from wikichurn.training.data import FeatureData, TimeSplit, load_feature_data
 from wikichurn.training.metrics import metric_spec
@@ -85,9 +85,11 @@ class TrainResult:
     holdout_rows: dict[str, Any] = field(default_factory=dict)  # the test-set model's rows
 
 
-def model_features(columns: tuple[str, ...] | list[str] = FEATURE_COLUMNS, horizon_days: int = 7) -> list[str]:
+def model_features(
+    columns: tuple[str, ...] | list[str] = FEATURE_COLUMNS, horizon_days: int | None = None
+) -> list[str]:
     """The model's feature list, refusing any label-only or key-date column (a leak)."""
-    forbidden = set(label_columns(horizon_days)) | set(label_columns(7)) | {"event_date"}
+    forbidden = set(label_columns(horizon_days)) | {"event_date"}
     leaked = [c for c in columns if c in forbidden]
     if leaked:
         raise ValueError(f"label or key columns in the feature list: {leaked}")
@@ -119,7 +121,7 @@ def run_training(
         data = load_feature_data(settings, cfg.feature_table, spark)
     horizon = settings.churn.horizon_days
     plan = Plan.build(data.frame, cfg, horizon)
-    features = model_features(FEATURE_COLUMNS, horizon)
+    features = model_features(feature_columns(settings.churn), horizon)
     lineage = {
         "feature_table": data.table,
         "feature_table_location": data.location,
@@ -304,7 +306,7 @@ class _Context:
 
     def seed_baseline(self, experiment_id: str, training_id: str, folder: Path) -> tuple[str, dict[str, float]]:
         """Baseline (a): LightGBM, default parameters, ``SEED_FEATURES`` only, same folds and refits."""
-        features = model_features(SEED_FEATURES, self.settings.churn.horizon_days)
+        features = model_features(seed_features(self.settings.churn), self.settings.churn.horizon_days)
         with mlflow.start_run(experiment_id=experiment_id, run_name=ROLE_SEED, tags={TAG_ROLE: ROLE_SEED}) as run:
             spec = metric_spec(self.cfg.tuning.metric)
             folds = self.plan.fold_set(features)
@@ -321,16 +323,18 @@ class _Context:
     def heuristic_baseline(
         self, experiment_id: str, training_id: str, folds: FoldSet, folder: Path
     ) -> tuple[str, dict[str, float]]:
-        """Baseline (b): no learning, today's views against the 3-day mean (threshold out of fold)."""
+        """Baseline (b): no learning, today's views against the past-window mean (threshold out of fold)."""
+        features = heuristic_features(self.settings.churn.window_days)
+        formula = f"1 - min(1, {features[0]} / {features[1]})"
         with mlflow.start_run(
             experiment_id=experiment_id, run_name=ROLE_HEURISTIC, tags={TAG_ROLE: ROLE_HEURISTIC}
         ) as run:
             self.log_common(training_id)
-            oof = out_of_fold_threshold(folds.y, heuristic_score(folds.out_of_fold), self.cfg)
-            mlflow.log_param("formula", "1 - min(1, count_views / avg_views_past_3d)")
+            oof = out_of_fold_threshold(folds.y, heuristic_score(folds.out_of_fold, features), self.cfg)
+            mlflow.log_param("formula", formula)
             mlflow.log_metrics({f"val_{k}": v for k, v in oof.metrics.items()})
-            meta = self.meta("heuristic", list(HEURISTIC_FEATURES), {}, oof.threshold, oof.metrics, run.info.run_id)
-            meta["formula"] = "1 - min(1, count_views / avg_views_past_3d); 0 when the mean is missing or 0"
+            meta = self.meta("heuristic", list(features), {}, oof.threshold, oof.metrics, run.info.run_id)
+            meta["formula"] = f"{formula}; 0 when the mean is missing or 0"
             mlflow.log_artifacts(str(HeuristicScorer(meta).save(folder)), BUNDLE_DIR)
             return run.info.run_id, oof.metrics
 

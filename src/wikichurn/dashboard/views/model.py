@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from wikichurn.core.settings import tracking_uri
 from wikichurn.dashboard import charts, common, data, registry
-from wikichurn.serving.batch import tracking_uri
 
 common.header("Model", "The churn model in the MLflow registry and what it flags.")
 settings = common.settings()

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from wikichurn.core import tables
+from wikichurn.core.tables import GOLD_FEATURES
 from wikichurn.pipeline.eda.html import write_report
 from wikichurn.pipeline.eda.kpis import (
     churn_rate_by_date,
@@ -53,8 +55,7 @@ from wikichurn.pipeline.eda.results import (
     EdaFrames,
     EdaResult,
 )
-from wikichurn.pipeline.lakehouse import lake as tables
-from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, domain_metadata
+from wikichurn.pipeline.lakehouse.features import domain_metadata
 from wikichurn.pipeline.lakehouse.lake import Lake
 
 if TYPE_CHECKING:

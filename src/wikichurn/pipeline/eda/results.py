@@ -10,14 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wikichurn.core.tables import (
+    GOLD_KPIS_DAILY,
+    GOLD_KPIS_DOMAIN,
+    GOLD_KPIS_MONTHLY,
+    GOLD_KPIS_WEEKLY,
+    GOLD_QUALITY_SPIKES,
+)
+
 if TYPE_CHECKING:
     import pandas as pd
 
-GOLD_KPIS_DAILY = "gold_kpis_daily"
-GOLD_KPIS_DOMAIN = "gold_kpis_domain"
-GOLD_KPIS_WEEKLY = "gold_kpis_weekly"
-GOLD_KPIS_MONTHLY = "gold_kpis_monthly"
-GOLD_QUALITY_SPIKES = "gold_quality_spikes"
 EDA_TABLES: tuple[str, ...] = (
     GOLD_KPIS_DAILY,
     GOLD_KPIS_DOMAIN,

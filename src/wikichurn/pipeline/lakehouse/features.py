@@ -1,14 +1,16 @@
 """The Spark feature job: ``gold_churn_features`` from the daily gold table.
 
-Same definitions as the pure-Python :func:`wikichurn.core.churn.compute_domain_frame` (a property test
-proves the two agree on every column): a dense per-domain calendar, window functions over rows
-(one row per day), labels from the rows after t and features from t and the rows before it.
+The Spark compilation of :mod:`wikichurn.core.featurespec` (:func:`spark_columns`); the numpy one is
+:mod:`wikichurn.core.columnar`, and a property test proves the two agree on every column. A dense
+per-domain calendar, window functions over rows (one row per day), labels from the rows after t and
+features from t and the rows before it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,19 +20,11 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from wikichurn.core.churn import (
-    FEATURE_COLUMNS,
-    KEY_COLUMNS,
-    LAGS,
-    PAST_MEAN_WINDOWS,
-    ROLLING_WINDOWS,
-    SLOPE_WINDOWS,
-    ZERO_WINDOWS,
-    label_columns,
-    parse_domain_code,
-)
+from wikichurn.core import tables
+from wikichurn.core.churn import KEY_COLUMNS, feature_columns, parse_domain_code
+from wikichurn.core.featurespec import Feature, feature_spec
+from wikichurn.core.tables import GOLD_FEATURES
 from wikichurn.pipeline import compat
-from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse.frames import domain_spine
 from wikichurn.pipeline.lakehouse.lake import Lake
 
@@ -43,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GOLD_FEATURES = "gold_churn_features"
 DOMAIN_META_SCHEMA = StructType(
     [StructField(name, StringType(), False) for name in ("domain_code", "language", "project_family", "access")]
 )
@@ -74,7 +67,7 @@ def build_churn_features(gold: DataFrame, day_hours: DataFrame, domains: DataFra
         churn: horizon, window, factor and completeness policy.
 
     Returns:
-        ``KEY_COLUMNS`` + ``FEATURE_COLUMNS`` + the label columns.
+        The columns of :func:`wikichurn.core.featurespec.table_columns`, typed as the spec says.
     """
     spine = domain_spine(gold, day_hours)
     daily = (
@@ -85,84 +78,110 @@ def build_churn_features(gold: DataFrame, day_hours: DataFrame, domains: DataFra
             "event_date",
             "first_seen",
             "calendar_end",
-            F.coalesce("count_views", F.lit(0)).cast("bigint").alias("count_views"),
-            F.coalesce("day_hours", F.lit(0)).cast("bigint").alias("day_hours_available"),
+            F.coalesce("count_views", F.lit(0)).cast("bigint").alias("_observed"),
+            F.coalesce("day_hours", F.lit(0)).cast("bigint").alias("_hours"),
         )
         .withColumn("_v", _adjusted_views(churn))
-        .withColumn("days_since_first_seen", F.datediff("event_date", "first_seen").cast("bigint"))
+        .withColumn("_position", F.datediff("event_date", "first_seen").cast("bigint"))
+        .join(domains.withColumnRenamed("domain_code", "_domain"), F.col("domain_code") == F.col("_domain"), "left")
     )
+    if churn.incomplete_policy != "ignore":
+        daily = daily.withColumn("_incomplete", (F.col("_hours") < churn.gap_hours()).cast("bigint"))
+    columns = spark_columns(feature_spec(churn), churn)
+    return daily.select(*KEY_COLUMNS, *(col.alias(name) for name, col in columns.items()))
 
+
+def spark_columns(spec: Sequence[Feature], churn: ChurnSettings) -> dict[str, Column]:
+    """The Spark compilation of the feature spec: one Column per feature, cast to its dtype.
+
+    Reads the per-row columns ``build_churn_features`` prepares (``_v``, ``_observed``, ``_hours``,
+    ``_position``, ``_incomplete``, the domain parts) over one window per domain ordered by day.
+    """
     by_day = Window.partitionBy("domain_code").orderBy("event_date")
+    cols: dict[str, Column] = {}
+    for f in spec:
+        if f.name in KEY_COLUMNS:
+            continue
+        value = _spark_kind(f, by_day, churn)
+        cols[f.name] = (F.log1p(value) if f.log1p else value).cast(f.dtype)
+    return cols
+
+
+def _spark_kind(f: Feature, by_day: WindowSpec, churn: ChurnSettings) -> Column:
+    v = F.col("_v")
 
     def rows(start: int, stop: int) -> WindowSpec:
         return by_day.rowsBetween(start, stop)
 
-    w, h = churn.window_days, churn.horizon_days
-    past_mean = F.avg("_v").over(rows(-w, -1))
-    iso_dow = compat.iso_dayofweek("event_date")
-    cols: dict[str, Column] = {
-        "avg_views_past_3d": past_mean,
-        "threshold": F.lit(churn.factor) * past_mean,
-        "year": F.year("event_date"),
-        "month": F.month("event_date"),
-        "day": F.dayofmonth("event_date"),
-        "dayofweek": iso_dow,
-        "quarter": F.quarter("event_date"),
-        "is_weekend": (iso_dow >= 6).cast("bigint"),
-    }
-    for k in LAGS:
-        cols[f"views_lag_{k}"] = F.lag("_v", k).over(by_day)
-    for n in ROLLING_WINDOWS:
-        cols[f"rolling_mean_{n}d"] = F.avg("_v").over(rows(-(n - 1), 0))
-        cols[f"rolling_std_{n}d"] = compat.window_stddev("_v", rows(-(n - 1), 0))
-        cols[f"rolling_min_{n}d"] = F.min("_v").over(rows(-(n - 1), 0))
-        cols[f"rolling_max_{n}d"] = F.max("_v").over(rows(-(n - 1), 0))
-    for n in PAST_MEAN_WINDOWS:
-        cols[f"ratio_to_mean_{n}d"] = (F.col("_v") + 1.0) / (F.avg("_v").over(rows(-n, -1)) + 1.0)
-    log_v, x = F.log1p("_v"), F.col("days_since_first_seen").cast("double")
-    for n in SLOPE_WINDOWS:
-        window = rows(-(n - 1), 0)
-        cols[f"trend_slope_{n}d"] = F.covar_samp(log_v, x).over(window) / F.var_samp(x).over(window)
-    for n in ZERO_WINDOWS:
-        cols[f"zero_days_{n}d"] = F.sum((F.col("_v") == 0).cast("bigint")).over(rows(-(n - 1), 0))
-    cols["log_count_views"] = log_v
-    cols["log_avg_views_past_3d"] = F.log1p(past_mean)
-    for k in range(1, h + 1):
-        cols[f"views_plus_{k}"] = F.lead("_v", k).over(by_day)
-    cols["min_views_future"] = F.min("_v").over(rows(1, h))
+    def past_mean(n: int) -> Column:
+        return F.avg(v).over(rows(-n, -1))
 
-    features = daily.withColumns(cols)
-    incomplete = (F.col("day_hours_available") < churn.gap_hours()).cast("bigint")
-    available = (
-        (F.col("days_since_first_seen") >= w)
-        & (F.datediff("calendar_end", "event_date") >= h)
-        & (F.col("avg_views_past_3d") > 0)
-    )
+    def future_min() -> Column:
+        return F.min(v).over(rows(1, churn.horizon_days))
+
+    upto_t = rows(-(f.rows - 1), 0)
+    kinds: dict[str, Callable[[], Column]] = {
+        "observed": lambda: F.col("_observed"),
+        "lag": lambda: F.lag(v, f.rows).over(by_day) if f.rows else v,
+        "lead": lambda: F.lead(v, f.rows).over(by_day),
+        "rolling": lambda: _spark_rolling(f.stat, upto_t),
+        "past_mean": lambda: F.lit(f.scale) * past_mean(f.rows) if f.scale != 1.0 else past_mean(f.rows),
+        "ratio_to_past": lambda: (v + 1.0) / (past_mean(f.rows) + 1.0),
+        "trend_slope": lambda: (
+            F.covar_samp(F.log1p(v), F.col("_position").cast("double")).over(upto_t)
+            / F.var_samp(F.col("_position").cast("double")).over(upto_t)
+        ),
+        "zero_days": lambda: F.sum((v == 0).cast("bigint")).over(upto_t),
+        "position": lambda: F.col("_position"),
+        "hours": lambda: F.col("_hours"),
+        "calendar": lambda: _spark_calendar(f.stat),
+        "domain": lambda: F.col(f.stat),
+        "future_min": future_min,
+        "churn": lambda: F.when(
+            future_min().isNotNull() & past_mean(churn.window_days).isNotNull(),
+            (future_min() <= F.lit(churn.factor) * past_mean(churn.window_days)).cast("double"),
+        ),
+        "label_available": lambda: _spark_label_available(rows, past_mean(churn.window_days), churn),
+    }
+    return kinds[f.kind]()
+
+
+def _spark_rolling(stat: str, window: WindowSpec) -> Column:
+    if stat == "std":
+        return compat.window_stddev("_v", window)
+    return {"mean": F.avg, "min": F.min, "max": F.max}[stat]("_v").over(window)
+
+
+def _spark_calendar(part: str) -> Column:
+    iso_dow = compat.iso_dayofweek("event_date")
+    parts: dict[str, Callable[[], Column]] = {
+        "year": lambda: F.year("event_date"),
+        "month": lambda: F.month("event_date"),
+        "day": lambda: F.dayofmonth("event_date"),
+        "dayofweek": lambda: iso_dow,
+        "quarter": lambda: F.quarter("event_date"),
+        "is_weekend": lambda: iso_dow >= 6,
+    }
+    return parts[part]()
+
+
+def _spark_label_available(rows: Callable[[int, int], WindowSpec], past: Column, churn: ChurnSettings) -> Column:
+    w, h = churn.window_days, churn.horizon_days
+    available = (F.col("_position") >= w) & (F.datediff("calendar_end", "event_date") >= h) & (past > 0)
     if churn.incomplete_policy != "ignore":
-        features = features.withColumn("_incomplete", incomplete)
         touched = F.coalesce(F.sum("_incomplete").over(rows(-w, -1)), F.lit(0)) + F.coalesce(
             F.sum("_incomplete").over(rows(1, h)), F.lit(0)
         )
         available = available & (touched == 0)
-    features = features.withColumns(
-        {
-            "churn": F.when(
-                F.col("min_views_future").isNotNull() & F.col("threshold").isNotNull(),
-                (F.col("min_views_future") <= F.col("threshold")).cast("double"),
-            ),
-            "label_available": F.coalesce(available, F.lit(False)),
-        }
-    ).join(domains, ["domain_code"], "left")
-    ordered = [*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS), *label_columns(h)]
-    return features.select(*ordered)
+    return F.coalesce(available, F.lit(False))
 
 
 def _adjusted_views(churn: ChurnSettings) -> Column:
     """Views as the statistics see them: scaled to 24 hours on partial days under ``rescale``."""
-    views = F.col("count_views").cast("double")
+    views = F.col("_observed").cast("double")
     if churn.incomplete_policy != "rescale":
         return views
-    hours = F.col("day_hours_available")
+    hours = F.col("_hours")
     partial = (hours >= churn.min_hours_rescale) & (hours < 24)
     return F.when(partial, views * F.lit(24.0) / hours.cast("double")).otherwise(views)
 
@@ -243,7 +262,8 @@ def export_snapshot(spark: SparkSession, settings: Settings, out: Path) -> Snaps
     """
     lake = Lake(spark, settings)
     rows = latest_complete_rows(lake.read(GOLD_FEATURES), settings.churn.min_hours_complete)
-    frame: pd.DataFrame = rows.select(*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS)).toPandas()
+    names = feature_columns(settings.churn)
+    frame: pd.DataFrame = rows.select(*KEY_COLUMNS, *(c for c in names if c not in KEY_COLUMNS)).toPandas()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     frame.to_parquet(tmp, index=False)

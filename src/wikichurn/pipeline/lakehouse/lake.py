@@ -28,14 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BRONZE = "bronze_projectviews"
-BRONZE_LEDGER = "bronze_file_ledger"
-SILVER_CLEAN = "silver_projectviews_clean"
-SILVER_QUARANTINE = "silver_projectviews_quarantine"
-SILVER_DQ_REPORTS = "silver_dq_reports"
-GOLD_DAILY = "gold_daily_projectviews"
-# The tables a pipeline run writes, in the order it writes them.
-PIPELINE_TABLES = (BRONZE, BRONZE_LEDGER, SILVER_CLEAN, SILVER_QUARANTINE, SILVER_DQ_REPORTS, GOLD_DAILY)
+# The table names are the data contract's: wikichurn.core.tables.
 
 
 class Lake:

@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from wikichurn.core import tables
 from wikichurn.core.storage import open_store
-from wikichurn.pipeline.lakehouse import lake as tables
+from wikichurn.core.tables import GOLD_FEATURES
 from wikichurn.pipeline.lakehouse import steps
 from wikichurn.pipeline.lakehouse.bronze import is_raw_key
-from wikichurn.pipeline.lakehouse.features import GOLD_FEATURES, run_features
+from wikichurn.pipeline.lakehouse.features import run_features
 from wikichurn.pipeline.lakehouse.freshness import is_older
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.pipeline.lakehouse.steps import ConservationError

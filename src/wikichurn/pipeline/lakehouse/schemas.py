@@ -1,9 +1,19 @@
-"""Explicit schemas of every lakehouse table (the contracts other tools read)."""
+"""Explicit Spark schemas of the lakehouse tables; the train/serve contract tables' are in the core.
+
+``gold_churn_features`` and ``gold_churn_scores`` are declared engine-free in
+:mod:`wikichurn.core.tables` (serving and the dashboard read them without pyspark);
+:func:`struct_type` is their Spark form.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql.types import (
+    BooleanType,
+    DataType,
     DateType,
+    DoubleType,
     IntegerType,
     LongType,
     StringType,
@@ -11,6 +21,30 @@ from pyspark.sql.types import (
     StructType,
     TimestampType,
 )
+
+from wikichurn.core.tables import Column
+
+
+def struct_type(columns: Sequence[Column]) -> StructType:
+    """The Spark schema of a contract table of :mod:`wikichurn.core.tables`."""
+    return StructType([StructField(c.name, spark_type(c.type), c.nullable) for c in columns])
+
+
+_SPARK_TYPES: dict[str, DataType] = {
+    "string": StringType(),
+    "date": DateType(),
+    "timestamp": TimestampType(),
+    "double": DoubleType(),
+    "bigint": LongType(),
+    "int": IntegerType(),
+    "boolean": BooleanType(),
+}
+
+
+def spark_type(name: str) -> DataType:
+    """A Spark SQL type name of the contract (``bigint``, ``date``, ...) as a ``DataType``."""
+    return _SPARK_TYPES[name]
+
 
 BRONZE_SCHEMA = StructType(
     [

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
+from wikichurn.core import tables
 from wikichurn.core.layout import parse_file_time
-from wikichurn.pipeline.lakehouse import lake as tables
 from wikichurn.pipeline.lakehouse.bronze import build_bronze
 from wikichurn.pipeline.lakehouse.gold import build_gold_daily
 from wikichurn.pipeline.lakehouse.schemas import (

@@ -1,0 +1,358 @@
+"""The numpy compilation of :mod:`wikichurn.core.featurespec`: features of many days at once.
+
+Every row of a :class:`Windows` is one (domain, day t) with its neighbourhood laid out as a row of a
+matrix: column ``look + j`` holds day ``t + j`` and NaN stands for a day outside the domain's
+calendar. Each feature kind is then one vectorised reduction over a slice of columns, the same for
+one request (a matrix of one row per instance, no future columns) and for a whole table (one row
+per day, built with ``sliding_window_view``). No pandas on this path; :func:`domain_frame` wraps the
+result in a DataFrame for the callers that want one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from wikichurn.core.churn import parse_domain_code
+from wikichurn.core.featurespec import Feature, feature_spec, lookback_rows, table_columns
+from wikichurn.core.settings import ChurnSettings
+
+if TYPE_CHECKING:
+    import pandas as pd  # only domain_frame builds a DataFrame, and imports pandas when it does
+
+Columns = dict[str, np.ndarray]
+_RUNNING = ("days", "views", "zeros", "x", "xx", "y", "xy", "d", "dd")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Rows of (domain, day t) with the days around t (see the module docstring)."""
+
+    views: np.ndarray  # (rows, look + 1 + ahead) float64: the statistics' views, NaN outside the calendar
+    hours: np.ndarray  # same shape: hourly files of each day (NaN outside)
+    observed: np.ndarray  # (rows,) int64: views of day t as in gold
+    position: np.ndarray  # (rows,) int64: days since the first day with views
+    days: np.ndarray  # (rows,) datetime64[D]: day t
+    domains: np.ndarray  # (rows,) object: the domain codes
+    look: int  # index of day t in a row
+
+    @property
+    def ahead(self) -> int:
+        """Days after t a row holds."""
+        return int(self.views.shape[1]) - self.look - 1
+
+    @cached_property
+    def memo(self) -> dict[tuple[object, ...], np.ndarray]:
+        """Reductions several features share (running sums, a window's min and max, the calendar)."""
+        return {}
+
+    @cached_property
+    def _running(self) -> dict[str, np.ndarray]:
+        """Running sums along each row, a zero column first (all of them in one ``cumsum``)."""
+        valid = ~np.isnan(self.views)
+        filled = np.where(valid, self.views, 0.0)
+        log = np.log1p(filled)
+        x = np.where(valid, np.arange(self.views.shape[1], dtype="float64"), 0.0)
+        # Deviations from day t's views: a window's variance from their sums is exact (0.0) for
+        # equal days and keeps its precision, since t is in every window the std reads.
+        d = np.where(valid, self.views - self.views[:, self.look : self.look + 1], 0.0)
+        stacked = np.stack([valid, filled, self.views == 0, x, x * x, log, x * log, d, d * d])
+        lead = np.zeros((*stacked.shape[:2], 1))
+        sums = np.cumsum(np.concatenate([lead, stacked], axis=2), axis=2)
+        return dict(zip(_RUNNING, sums, strict=True))
+
+    def running(self, quantity: str) -> np.ndarray:
+        """Running sum of ``quantity`` along each row, a zero column first, so the sum over any
+        window is two look-ups however many windows the spec has. Quantities (over the days present):
+        ``days``, ``views``, ``zeros`` (days of 0 views), ``x``, ``xx`` (the column index and its
+        square), ``y``, ``xy`` (log1p of the views, and times the index), ``d``, ``dd`` (views minus
+        day t's, and squared)."""
+        return self._running[quantity]
+
+    def total(self, quantity: str, start: int, stop: int) -> np.ndarray:
+        """Sum of a :meth:`running` quantity over ``t+start .. t+stop`` (inclusive)."""
+        sums = self._running[quantity]
+        return np.asarray(sums[:, self.look + stop + 1] - sums[:, self.look + start])
+
+    def mean(self, start: int, stop: int) -> np.ndarray:
+        """Mean views of ``t+start .. t+stop`` over the days present (NaN when none is)."""
+        key = ("mean", start, stop)
+        if key not in self.memo:
+            days, total = self.total("days", start, stop), self.total("views", start, stop)
+            self.memo[key] = np.asarray(np.divide(total, days, out=np.full(len(days), np.nan), where=days > 0))
+        return self.memo[key]
+
+
+def adjusted_views(observed: np.ndarray, hours: np.ndarray, churn: ChurnSettings) -> np.ndarray:
+    """Views as the statistics see them: scaled to 24 hours on partial days under ``rescale``."""
+    views = observed.astype("float64")
+    if churn.incomplete_policy != "rescale":
+        return views
+    partial = (hours >= churn.min_hours_rescale) & (hours < 24)
+    return np.where(partial, views * 24.0 / np.where(partial, hours, 24.0), views)
+
+
+def series_windows(
+    domain_code: str,
+    first: date,
+    observed: np.ndarray,
+    hours: np.ndarray,
+    churn: ChurnSettings,
+    *,
+    ahead: int | None = None,
+) -> Windows:
+    """Every day of one domain's dense calendar (``observed[i]`` = views of ``first + i`` days)."""
+    look = lookback_rows(churn)
+    ahead = churn.horizon_days if ahead is None else ahead
+    n = len(observed)
+    pad_l, pad_r = np.full(look, np.nan), np.full(ahead, np.nan)
+    hours_f = hours.astype("float64")
+    views = adjusted_views(observed, hours_f, churn)
+    width = look + 1 + ahead
+    return Windows(
+        views=sliding_window_view(np.concatenate([pad_l, views, pad_r]), width),
+        hours=sliding_window_view(np.concatenate([pad_l, hours_f, pad_r]), width),
+        observed=observed.astype("int64"),
+        position=np.arange(n, dtype="int64"),
+        days=np.datetime64(first, "D") + np.arange(n),
+        domains=np.full(n, domain_code, dtype=object),
+        look=look,
+    )
+
+
+# -- reductions over a slice of columns (NaN = no such day) --------------------------------------
+
+
+def _extreme(block: np.ndarray, largest: bool) -> np.ndarray:
+    """Min or max over the days present (``fmin``/``fmax`` skip NaN); NaN when none is."""
+    return np.asarray((np.fmax if largest else np.fmin).reduce(block, axis=1))
+
+
+def _std(w: Windows, n: int) -> np.ndarray:
+    """Sample std of ``t-n+1 .. t`` from running sums of deviations from day t; NaN below two days,
+    exactly 0.0 when every day is equal."""
+    count = w.total("days", 1 - n, 0)
+    s1, s2 = w.total("d", 1 - n, 0), w.total("dd", 1 - n, 0)
+    safe = np.maximum(count, 1)
+    var = np.divide(np.maximum(s2 - s1 * s1 / safe, 0.0), count - 1, out=np.full(len(count), np.nan), where=count > 1)
+    return np.asarray(np.sqrt(var))
+
+
+def _rolling_extreme(w: Windows, n: int, largest: bool) -> np.ndarray:
+    key = ("extreme", n, largest)
+    if key not in w.memo:
+        w.memo[key] = _extreme(_upto_t(w, n), largest)
+    return w.memo[key]
+
+
+def _slope(w: Windows, n: int) -> np.ndarray:
+    """Least-squares slope of log1p(views) on the day index over ``t-n+1 .. t`` (covar_samp /
+    var_samp) from running sums; 2+ days. The index and log views are small, so no cancellation."""
+    count = w.total("days", 1 - n, 0)
+    sx, sy = w.total("x", 1 - n, 0), w.total("y", 1 - n, 0)
+    safe = np.maximum(count, 1)
+    sxy = w.total("xy", 1 - n, 0) - sx * sy / safe
+    sxx = w.total("xx", 1 - n, 0) - sx * sx / safe
+    return np.asarray(np.divide(sxy, sxx, out=np.full(len(count), np.nan), where=(count > 1) & (sxx > 0)))
+
+
+# -- one evaluator per kind -----------------------------------------------------------------------
+
+
+def _upto_t(w: Windows, n: int) -> np.ndarray:
+    return w.views[:, w.look - n + 1 : w.look + 1]
+
+
+_ROLLING: dict[str, Callable[[Windows, int], np.ndarray]] = {
+    "mean": lambda w, n: w.mean(1 - n, 0),
+    "std": _std,
+    "min": lambda w, n: _rolling_extreme(w, n, False),
+    "max": lambda w, n: _rolling_extreme(w, n, True),
+}
+
+
+def _calendar(w: Windows, part: str) -> np.ndarray:
+    key = ("calendar", part)
+    if key not in w.memo:
+        w.memo.update({("calendar", name): value for name, value in _calendar_parts(w.days).items()})
+    return w.memo[key]
+
+
+def _calendar_parts(days: np.ndarray) -> dict[str, np.ndarray]:
+    years = days.astype("datetime64[Y]")
+    months = days.astype("datetime64[M]")
+    month = months.astype("int64") % 12 + 1
+    iso_dow = (days.astype("int64") + 3) % 7 + 1  # 1970-01-01 was a Thursday (ISO 4)
+    return {
+        "year": years.astype("int64") + 1970,
+        "month": month,
+        "day": (days - months).astype("int64") + 1,
+        "dayofweek": iso_dow,
+        "quarter": (month - 1) // 3 + 1,
+        "is_weekend": (iso_dow >= 6).astype("int64"),
+    }
+
+
+@lru_cache(maxsize=65536)
+def _domain_parts(code: str) -> dict[str, str]:
+    return {"domain_code": code, **vars(parse_domain_code(code))}
+
+
+def _domain(codes: np.ndarray, part: str) -> np.ndarray:
+    return np.array([_domain_parts(str(c))[part] for c in codes], dtype=object)
+
+
+def _label_available(w: Windows, churn: ChurnSettings, past: np.ndarray) -> np.ndarray:
+    wd, h = churn.window_days, churn.horizon_days
+    available = (w.position >= wd) & ~np.isnan(w.views[:, w.look + h]) & (past > 0)
+    if churn.incomplete_policy != "ignore":
+        hours = np.concatenate([w.hours[:, w.look - wd : w.look], w.hours[:, w.look + 1 : w.look + h + 1]], axis=1)
+        available &= ~(hours < churn.gap_hours()).any(axis=1)
+    return np.asarray(available)
+
+
+def _evaluate(f: Feature, w: Windows, churn: ChurnSettings) -> np.ndarray:
+    if f.kind == "observed":
+        return w.observed
+    if f.kind == "lag":
+        return w.views[:, w.look - f.rows]
+    if f.kind == "lead":
+        return w.views[:, w.look + f.rows]
+    if f.kind == "rolling":
+        return _ROLLING[f.stat](w, f.rows)
+    if f.kind == "past_mean":
+        return f.scale * w.mean(-f.rows, -1)
+    if f.kind == "ratio_to_past":
+        return (w.views[:, w.look] + 1.0) / (w.mean(-f.rows, -1) + 1.0)
+    if f.kind == "trend_slope":
+        return _slope(w, f.rows)
+    if f.kind == "zero_days":
+        return np.asarray(np.rint(w.total("zeros", 1 - f.rows, 0)), dtype="int64")
+    if f.kind == "position":
+        return w.position
+    if f.kind == "hours":
+        return w.hours[:, w.look].astype("int64")
+    if f.kind == "calendar":
+        return _calendar(w, f.stat)
+    if f.kind == "domain":
+        return _domain(w.domains, f.stat)
+    past = w.mean(-churn.window_days, -1)
+    if f.kind == "future_min":
+        return _extreme(w.views[:, w.look + 1 : w.look + f.rows + 1], False)
+    if f.kind == "churn":
+        future = _extreme(w.views[:, w.look + 1 : w.look + churn.horizon_days + 1], False)
+        return np.where(np.isnan(future) | np.isnan(past), np.nan, (future <= churn.factor * past).astype("float64"))
+    if f.kind == "label_available":
+        return _label_available(w, churn, past)
+    raise ValueError(f"{f.name}: unknown feature kind {f.kind!r}")
+
+
+def compute_columns(w: Windows, churn: ChurnSettings, names: Sequence[str] | None = None) -> Columns:
+    """The columns of :func:`feature_spec` (or just ``names``) for every row of ``w``.
+
+    Labels need ``w.ahead >= horizon_days``; ask only for features when the future is not there.
+    """
+    spec = feature_spec(churn)
+    wanted = set(names) if names is not None else None
+    out: Columns = {"event_date": w.days}
+    for f in spec:
+        if wanted is None or f.name in wanted:
+            value = _evaluate(f, w, churn)
+            out[f.name] = value if f.log1p is False else np.log1p(value)
+    return out
+
+
+@dataclass(frozen=True)
+class History:
+    """One domain's dense daily views, ``views[i]`` on ``first + i`` days, the last one scored."""
+
+    domain_code: str
+    first: date
+    views: np.ndarray  # int64, one per calendar day (a missing day is 0)
+
+
+def last_day_windows(histories: Sequence[History], churn: ChurnSettings) -> Windows:
+    """The last day of each history as one row (no future: features only), every day complete.
+
+    This is the serving path: a matrix of ``len(histories)`` rows and only the days the features
+    read, so its cost does not grow with the length of a history.
+    """
+    look = lookback_rows(churn)
+    rows = len(histories)
+    views = np.full((rows, look + 1), np.nan)
+    for i, history in enumerate(histories):
+        tail = history.views[-(look + 1) :]
+        views[i, look + 1 - len(tail) :] = tail
+    hours = np.where(np.isnan(views), np.nan, 24.0)
+    lengths = np.fromiter((len(h.views) for h in histories), "int64", rows)
+    firsts = np.array([h.first for h in histories], dtype="datetime64[D]")
+    return Windows(
+        views=views,  # complete days: nothing to rescale
+        hours=hours,
+        observed=np.fromiter((h.views[-1] for h in histories), "int64", rows),
+        position=lengths - 1,
+        days=firsts + (lengths - 1),
+        domains=np.array([h.domain_code for h in histories], dtype=object),
+        look=look,
+    )
+
+
+def domain_windows(
+    daily_views: Mapping[date, float],
+    churn: ChurnSettings,
+    *,
+    domain_code: str,
+    end_date: date | None = None,
+    day_hours: Mapping[date, int] | None = None,
+) -> Windows | None:
+    """The dense calendar of one domain (first day with views .. ``end_date``), as windows.
+
+    Dates absent inside the calendar are days of zero views; ``day_hours`` gives the hourly files
+    per date (default: every day complete; with a mapping, a date absent from it has none).
+    None when the domain has no day with views on or before ``end_date``.
+    """
+    positive = [d for d, v in daily_views.items() if v and v > 0]
+    last = end_date if end_date is not None else max(daily_views, default=None)
+    if not positive or last is None or min(positive) > last:
+        return None
+    first = min(positive)
+    n = (last - first).days + 1
+    hours = np.full(n, 24, dtype="int64") if day_hours is None else _dense(day_hours, first, n)
+    return series_windows(domain_code, first, _dense(daily_views, first, n), hours, churn)
+
+
+def _dense(values: Mapping[date, float], first: date, n: int) -> np.ndarray:
+    """``values`` on the ``n`` days from ``first`` (0 where a day is absent)."""
+    out = np.zeros(n, dtype="int64")
+    for day, value in values.items():
+        i = (day - first).days
+        if 0 <= i < n:
+            out[i] = int(value)
+    return out
+
+
+def domain_frame(
+    daily_views: Mapping[date, float],
+    churn: ChurnSettings,
+    *,
+    domain_code: str,
+    end_date: date | None = None,
+    day_hours: Mapping[date, int] | None = None,
+) -> pd.DataFrame:
+    """Features and labels of every day of one domain as a DataFrame (the table's columns and order)."""
+    import pandas as pd
+
+    windows = domain_windows(daily_views, churn, domain_code=domain_code, end_date=end_date, day_hours=day_hours)
+    columns = list(table_columns(churn))
+    if windows is None:
+        return pd.DataFrame(columns=columns)
+    values = compute_columns(windows, churn)
+    frame = pd.DataFrame({name: values[name] for name in columns})
+    frame["event_date"] = [d.item() for d in values["event_date"]]
+    return frame
