@@ -236,6 +236,7 @@ def run_scoring(spark: SparkSession, settings: Settings, model: LoadedModel | No
     model = model or load_production_model(settings)
     lake = Lake(spark, settings)
     result = ScoreRunResult(model_name=model.ref.name, model_version=model.version)
+    log.info("batch scoring with %s v%s", model.ref.name, model.version)
     if not lake.exists(GOLD_FEATURES):
         raise FileNotFoundError(f"{lake.path(GOLD_FEATURES)} does not exist: run `wikichurn pipeline run` first")
 
@@ -248,6 +249,7 @@ def run_scoring(spark: SparkSession, settings: Settings, model: LoadedModel | No
         columns = [*KEY_COLUMNS, *(c for c in feature_columns(model.churn) if c not in KEY_COLUMNS)]
         frame = complete.where(F.col("event_date").isin(sorted(days))).select(*columns).toPandas()
         rows = score_records(model, feature_records(frame))
+        log.info("%s: writing %d rows for %d day(s) in one commit", GOLD_SCORES, len(rows), len(days))
         scores = spark.createDataFrame([tuple(r[c] for c in SCORE_COLUMNS) for r in rows], struct_type(SCORES_SCHEMA))
         if lake.format == "delta":
             lake.upsert(scores, GOLD_SCORES, keys=SCORE_KEYS, partition_by=())
