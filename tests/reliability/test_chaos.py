@@ -43,17 +43,17 @@ COLD_KILLS = (
     ("bronze: appended", 18, 0.1),
     ("ledger: recorded", 1, 0.0),
     ("silver: rules applied", 1, 0.05),
-    ("silver: clean rows appended", 1, 0.0),
     ("silver: quarantined rows appended", 1, 0.05),
-    ("rows in =", 1, 0.1),
+    ("gold: merged", 1, 0.0),
+    ("features: rebuilding", 1, 0.3),
 )
 INCREMENTAL_KILLS = (
     ("bronze: appended", 2, 0.0),
-    ("silver: clean rows appended", 1, 0.1),
-    ("rows in =", 1, 0.3),
+    ("rows in =", 1, 0.05),
+    ("features: rebuilding", 1, 0.4),
 )
 # Each recovery run is killed again soon after its session starts (a crash during recovery).
-RECOVERY_DELAYS = (0.1, 0.4, 0.8)
+RECOVERY_DELAYS = (0.1, 0.3, 0.5)
 # WIKICHURN_CHAOS_LAKES=3,1 keeps the first lakes of each list: a quick local loop.
 _limit = os.environ.get("WIKICHURN_CHAOS_LAKES")
 if _limit:
@@ -68,8 +68,9 @@ PHASES = (
     ("silver: rules applied", "silver-rules"),
     ("silver: clean rows appended", "silver-clean"),
     ("silver: quarantined rows appended", "silver-quarantine"),
-    ("rows in =", "gold+report"),
-    ("wikichurn.pipeline.lakehouse.features", "features"),
+    ("rows in =", "gold"),
+    ("gold: merged", "dq-report"),
+    ("features: rebuilding", "features"),
 )
 
 

@@ -141,6 +141,7 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
     stale = result.gold_dates or is_older(lake, GOLD_FEATURES, tables.GOLD_DAILY)
     if features and lake.exists(tables.GOLD_DAILY) and stale:
         with result.timed("features"):
+            log.info("features: rebuilding %s", GOLD_FEATURES)
             result.features = run_features(spark, settings).describe()
     with result.timed("table_counts"):
         result.table_counts = {name: lake.count(name) for name in (*tables.PIPELINE_TABLES, GOLD_FEATURES)}
