@@ -174,6 +174,41 @@ def _features_numpy(workdir: Path) -> dict[str, Any]:
     return {"rows": rows, "labelled_rows": labelled, "read_seconds": read, "job_seconds": time.monotonic() - started}
 
 
+def _score(workdir: Path) -> dict[str, Any]:
+    """Batch scoring (``gold_churn_scores``) of every complete day of the year with a registered
+    model: the test suite's synthetic LightGBM over the exact feature columns, in a sqlite registry
+    (the model's quality does not matter here, its size and the rows do)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    root = Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:  # the synthetic model of the test suite (tests/ is not installed)
+        sys.path.insert(0, str(root))
+    from tests.utils.serving import feature_frame, synthetic_histories, train_model
+    from wikichurn.pipeline.spark import build_spark
+    from wikichurn.serving.batch import mlflow_pointed_at, run_scoring
+    from wikichurn.training.model import log_churn_model, model_input_example, write_model_dir
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    settings = _settings(workdir).model_copy(update={"mlflow_tracking_uri": uri})
+    frame = feature_frame(synthetic_histories(n_domains=60, seed=5))
+    booster, meta = train_model(frame, seed=1, rounds=200)
+    with mlflow_pointed_at(uri):
+        experiment = mlflow.create_experiment("bench-scoring", artifact_location=(workdir / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment) as run:
+            meta["run_id"] = run.info.run_id
+            info = log_churn_model(write_model_dir(workdir / "model", booster, meta), model_input_example(frame, meta))
+        version = mlflow.register_model(info.model_uri, settings.serving.model_name)
+        MlflowClient().set_registered_model_alias(
+            settings.serving.model_name, settings.serving.model_alias, version.version
+        )
+    with build_spark(settings) as spark:
+        started = time.monotonic()
+        result = run_scoring(spark, settings)
+        seconds = time.monotonic() - started
+    return {"rows": result.rows, "days": len(result.days), "trees": booster.num_trees(), "job_seconds": seconds}
+
+
 def _duckdb(workdir: Path) -> dict[str, Any]:
     """The same parse-and-aggregate, straight from the raw files, as a reference."""
     import duckdb
@@ -236,6 +271,8 @@ def phase(
         data = _features(workdir)
     elif name == "features_numpy":
         data = _features_numpy(workdir)
+    elif name == "score":
+        data = _score(workdir)
     elif name == "duckdb":
         data = _duckdb(workdir)
     else:
@@ -256,6 +293,7 @@ PHASES = (
     "pipeline_cold",
     "features",
     "features_numpy",
+    "score",
     "ingest_next",
     "pipeline_incremental",
 )
@@ -340,6 +378,10 @@ def markdown(meta: dict[str, Any], phases: dict[str, Any]) -> str:
         "features_numpy": (
             "features, numpy compilation (same spec, same lake, no Spark)",
             "{rows:,} rows (job {job_seconds:.1f} s, of which reading {read_seconds:.1f} s)",
+        ),
+        "score": (
+            "batch scoring (`gold_churn_scores`, every complete day)",
+            "{rows:,} rows, {days} days, {trees} trees (job {job_seconds:.1f} s)",
         ),
         "ingest_next": ("ingest one new day", "{downloaded} files"),
         "pipeline_incremental": ("pipeline, incremental day", "{bronze_rows:,} lines (job {job_seconds:.1f} s)"),
