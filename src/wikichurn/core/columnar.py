@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 Columns = dict[str, np.ndarray]
 _RUNNING = ("days", "views", "zeros", "x", "xx", "y", "xy", "d", "dd")
+_QUANTITY = {name: i for i, name in enumerate(_RUNNING)}
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ class Windows:
         return {}
 
     @cached_property
-    def _running(self) -> dict[str, np.ndarray]:
-        """Running sums along each row, a zero column first (all of them in one ``cumsum``)."""
+    def _sums(self) -> np.ndarray:
+        """Running sums along each row of every quantity of :meth:`running`, a zero column first:
+        one array ``(quantity, row, column + 1)`` from one ``cumsum``."""
         valid = ~np.isnan(self.views)
         filled = np.where(valid, self.views, 0.0)
         log = np.log1p(filled)
@@ -64,8 +66,33 @@ class Windows:
         d = np.where(valid, self.views - self.views[:, self.look : self.look + 1], 0.0)
         stacked = np.stack([valid, filled, self.views == 0, x, x * x, log, x * log, d, d * d])
         lead = np.zeros((*stacked.shape[:2], 1))
-        sums = np.cumsum(np.concatenate([lead, stacked], axis=2), axis=2)
-        return dict(zip(_RUNNING, sums, strict=True))
+        return np.cumsum(np.concatenate([lead, stacked], axis=2), axis=2)
+
+    @cached_property
+    def _running(self) -> dict[str, np.ndarray]:
+        return dict(zip(_RUNNING, self._sums, strict=True))
+
+    def precompute(self, spans: Sequence[tuple[int, int]]) -> None:
+        """Sum every quantity over each span ``(start, stop)``, and the mean views, std and slope
+        of each, in a few whole-array operations, so the features of those spans are look-ups
+        (numpy's per-call overhead, not arithmetic, is the cost of a small batch)."""
+        if not spans:
+            return
+        begins = np.array([self.look + start for start, _ in spans])
+        ends = np.array([self.look + stop + 1 for _, stop in spans])
+        sums = self._sums
+        totals = sums[:, :, ends] - sums[:, :, begins]  # (quantity, row, span)
+        days, views = totals[0], totals[1]
+        q = _QUANTITY
+        derived = {
+            "mean": np.divide(views, days, out=np.full(days.shape, np.nan), where=days > 0),
+            "std": _std_from(days, totals[q["d"]], totals[q["dd"]]),
+            "slope": _slope_from(days, *(totals[q[name]] for name in ("x", "y", "xy", "xx"))),
+        }
+        for k, (start, stop) in enumerate(spans):
+            self.memo[("span", start, stop)] = totals[:, :, k]
+            for name, values in derived.items():
+                self.memo[(name, start, stop)] = values[:, k]
 
     def running(self, quantity: str) -> np.ndarray:
         """Running sum of ``quantity`` along each row, a zero column first, so the sum over any
@@ -77,6 +104,10 @@ class Windows:
 
     def total(self, quantity: str, start: int, stop: int) -> np.ndarray:
         """Sum of a :meth:`running` quantity over ``t+start .. t+stop`` (inclusive)."""
+        block = self.memo.get(("span", start, stop))
+        if block is not None:
+            row: np.ndarray = block[_QUANTITY[quantity]]
+            return row
         sums = self._running[quantity]
         return np.asarray(sums[:, self.look + stop + 1] - sums[:, self.look + start])
 
@@ -135,12 +166,18 @@ def _extreme(block: np.ndarray, largest: bool) -> np.ndarray:
 
 
 def _std(w: Windows, n: int) -> np.ndarray:
-    """Sample std of ``t-n+1 .. t`` from running sums of deviations from day t; NaN below two days,
-    exactly 0.0 when every day is equal."""
-    count = w.total("days", 1 - n, 0)
-    s1, s2 = w.total("d", 1 - n, 0), w.total("dd", 1 - n, 0)
+    """Sample std of ``t-n+1 .. t`` (see :func:`_std_from`)."""
+    memo = w.memo.get(("std", 1 - n, 0))
+    if memo is not None:
+        return memo
+    return _std_from(w.total("days", 1 - n, 0), w.total("d", 1 - n, 0), w.total("dd", 1 - n, 0))
+
+
+def _std_from(count: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """Sample std from the sums of deviations from day t (``t`` in the window); NaN below two days,
+    exactly 0.0 when every day is equal. Elementwise, so any shape."""
     safe = np.maximum(count, 1)
-    var = np.divide(np.maximum(s2 - s1 * s1 / safe, 0.0), count - 1, out=np.full(len(count), np.nan), where=count > 1)
+    var = np.divide(np.maximum(s2 - s1 * s1 / safe, 0.0), count - 1, out=np.full(count.shape, np.nan), where=count > 1)
     return np.asarray(np.sqrt(var))
 
 
@@ -152,14 +189,21 @@ def _rolling_extreme(w: Windows, n: int, largest: bool) -> np.ndarray:
 
 
 def _slope(w: Windows, n: int) -> np.ndarray:
-    """Least-squares slope of log1p(views) on the day index over ``t-n+1 .. t`` (covar_samp /
-    var_samp) from running sums; 2+ days. The index and log views are small, so no cancellation."""
-    count = w.total("days", 1 - n, 0)
-    sx, sy = w.total("x", 1 - n, 0), w.total("y", 1 - n, 0)
+    """Least-squares slope of log1p(views) on the day index over ``t-n+1 .. t`` (see :func:`_slope_from`)."""
+    memo = w.memo.get(("slope", 1 - n, 0))
+    if memo is not None:
+        return memo
+    quantities = (w.total(q, 1 - n, 0) for q in ("days", "x", "y", "xy", "xx"))
+    return _slope_from(*quantities)
+
+
+def _slope_from(count: np.ndarray, sx: np.ndarray, sy: np.ndarray, sxy: np.ndarray, sxx: np.ndarray) -> np.ndarray:
+    """covar_samp / var_samp from running sums; 2+ days. The index and log views are small, so no
+    cancellation. Elementwise, so any shape."""
     safe = np.maximum(count, 1)
-    sxy = w.total("xy", 1 - n, 0) - sx * sy / safe
-    sxx = w.total("xx", 1 - n, 0) - sx * sx / safe
-    return np.asarray(np.divide(sxy, sxx, out=np.full(len(count), np.nan), where=(count > 1) & (sxx > 0)))
+    cov = sxy - sx * sy / safe
+    var = sxx - sx * sx / safe
+    return np.asarray(np.divide(cov, var, out=np.full(count.shape, np.nan), where=(count > 1) & (var > 0)))
 
 
 # -- one evaluator per kind -----------------------------------------------------------------------
@@ -258,14 +302,35 @@ def compute_columns(w: Windows, churn: ChurnSettings, names: Sequence[str] | Non
 
     Labels need ``w.ahead >= horizon_days``; ask only for features when the future is not there.
     """
-    spec = feature_spec(churn)
-    wanted = set(names) if names is not None else None
+    features, spans = _plan(
+        churn.window_days, churn.horizon_days, churn.factor, None if names is None else tuple(names)
+    )
+    w.precompute(spans)
     out: Columns = {"event_date": w.days}
-    for f in spec:
-        if wanted is None or f.name in wanted:
-            value = _evaluate(f, w, churn)
-            out[f.name] = value if f.log1p is False else np.log1p(value)
+    for f in features:
+        value = _evaluate(f, w, churn)
+        out[f.name] = value if f.log1p is False else np.log1p(value)
     return out
+
+
+@lru_cache(maxsize=256)  # keyed on plain values: hashing 43 Feature dataclasses costs more than a feature
+def _plan(
+    window_days: int, horizon_days: int, factor: float, names: tuple[str, ...] | None
+) -> tuple[tuple[Feature, ...], tuple[tuple[int, int], ...]]:
+    """The features to compute (those of ``names``, all when None, in spec order) and the windows
+    ``(start, stop)`` relative to day t whose sums they read."""
+    spec = feature_spec(ChurnSettings(window_days=window_days, horizon_days=horizon_days, factor=factor))
+    wanted = None if names is None else set(names)
+    features = tuple(f for f in spec if wanted is None or f.name in wanted)
+    spans: dict[tuple[int, int], None] = {}
+    for f in features:
+        if f.kind in ("rolling", "trend_slope", "zero_days") and f.stat not in ("min", "max"):
+            spans[(1 - f.rows, 0)] = None
+        elif f.kind in ("past_mean", "ratio_to_past"):
+            spans[(-f.rows, -1)] = None
+        elif f.kind in ("future_min", "churn", "label_available"):
+            spans[(-window_days, -1)] = None
+    return features, tuple(spans)
 
 
 @dataclass(frozen=True)

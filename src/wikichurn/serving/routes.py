@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from wikichurn.serving.config import ServingSettings
 from wikichurn.serving.deps import ServiceDep, StateDep, current_state, not_ready_message
+from wikichurn.serving.fastroute import RawJsonBodyRoute
 from wikichurn.serving.registry import ModelUnavailableError
 from wikichurn.serving.schemas import (
     ErrorBody,
@@ -40,7 +41,8 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorBody, "desc
 
 health_router = APIRouter(tags=["health"])
 model_router = APIRouter(tags=["model"])
-score_router = APIRouter(tags=["score"])
+# The body of /score is validated from its raw bytes (see wikichurn.serving.fastroute).
+score_router = APIRouter(tags=["score"], route_class=RawJsonBodyRoute)
 admin_router = APIRouter(prefix="/admin", tags=["admin"])
 
 
