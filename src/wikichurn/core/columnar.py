@@ -252,9 +252,11 @@ def _domain(codes: np.ndarray, part: str) -> np.ndarray:
     return np.array([_domain_parts(str(c))[part] for c in codes], dtype=object)
 
 
-def _label_available(w: Windows, churn: ChurnSettings, past: np.ndarray) -> np.ndarray:
+def _label_available(w: Windows, churn: ChurnSettings) -> np.ndarray:
     wd, h = churn.window_days, churn.horizon_days
-    available = (w.position >= wd) & ~np.isnan(w.views[:, w.look + h]) & (past > 0)
+    # The window's maximum, not its mean: a mean from running sums can keep a rounding residue.
+    had_views = np.nanmax(w.views[:, w.look - wd : w.look], axis=1, initial=0.0) > 0
+    available = (w.position >= wd) & ~np.isnan(w.views[:, w.look + h]) & had_views
     if churn.incomplete_policy != "ignore":
         hours = np.concatenate([w.hours[:, w.look - wd : w.look], w.hours[:, w.look + 1 : w.look + h + 1]], axis=1)
         available &= ~(hours < churn.gap_hours()).any(axis=1)
@@ -291,9 +293,11 @@ def _evaluate(f: Feature, w: Windows, churn: ChurnSettings) -> np.ndarray:
         return _extreme(w.views[:, w.look + 1 : w.look + f.rows + 1], False)
     if f.kind == "churn":
         future = _extreme(w.views[:, w.look + 1 : w.look + churn.horizon_days + 1], False)
-        return np.where(np.isnan(future) | np.isnan(past), np.nan, (future <= churn.factor * past).astype("float64"))
+        # The past mean at least 0, as in the Spark compilation: running sums keep rounding residues.
+        floor = np.maximum(past, 0.0)
+        return np.where(np.isnan(future) | np.isnan(past), np.nan, (future <= churn.factor * floor).astype("float64"))
     if f.kind == "label_available":
-        return _label_available(w, churn, past)
+        return _label_available(w, churn)
     raise ValueError(f"{f.name}: unknown feature kind {f.kind!r}")
 
 

@@ -137,11 +137,13 @@ def _spark_kind(f: Feature, by_day: WindowSpec, churn: ChurnSettings) -> Column:
         "calendar": lambda: _spark_calendar(f.stat),
         "domain": lambda: F.col(f.stat),
         "future_min": future_min,
+        # The past mean at least 0: a sliding mean can keep a rounding residue of either sign
+        # after the last non-zero day leaves the window, and "0 <= factor x -1e-12" is no churn.
         "churn": lambda: F.when(
             future_min().isNotNull() & past_mean(churn.window_days).isNotNull(),
-            (future_min() <= F.lit(churn.factor) * past_mean(churn.window_days)).cast("double"),
+            (future_min() <= F.lit(churn.factor) * F.greatest(past_mean(churn.window_days), F.lit(0.0))).cast("double"),
         ),
-        "label_available": lambda: _spark_label_available(rows, past_mean(churn.window_days), churn),
+        "label_available": lambda: _spark_label_available(rows, churn),
     }
     return kinds[f.kind]()
 
@@ -165,9 +167,13 @@ def _spark_calendar(part: str) -> Column:
     return parts[part]()
 
 
-def _spark_label_available(rows: Callable[[int, int], WindowSpec], past: Column, churn: ChurnSettings) -> Column:
+def _spark_label_available(rows: Callable[[int, int], WindowSpec], churn: ChurnSettings) -> Column:
     w, h = churn.window_days, churn.horizon_days
-    available = (F.col("_position") >= w) & (F.datediff("calendar_end", "event_date") >= h) & (past > 0)
+    # "The past mean is not zero" is asked of the window's maximum: a sliding mean over rescaled
+    # views can keep a rounding residue (1.8e-12 on Sail) after the last non-zero day leaves the
+    # window, which would label a dead domain (found by the property test of both compilations).
+    had_views = F.max("_v").over(rows(-w, -1)) > 0
+    available = (F.col("_position") >= w) & (F.datediff("calendar_end", "event_date") >= h) & had_views
     if churn.incomplete_policy != "ignore":
         touched = F.coalesce(F.sum("_incomplete").over(rows(-w, -1)), F.lit(0)) + F.coalesce(
             F.sum("_incomplete").over(rows(1, h)), F.lit(0)
