@@ -40,7 +40,7 @@ def _register_second_version(uri: str, workdir: Path, name: str) -> str:
     """Another version of the same model (other seed), so a reload really swaps models."""
     import mlflow
 
-    from tests.serving.conftest import feature_frame, synthetic_histories, train_model
+    from tests.utils.serving import feature_frame, synthetic_histories, train_model
     from wikichurn.training.model import log_churn_model, model_input_example, write_model_dir
 
     mlflow.set_tracking_uri(uri)

@@ -17,14 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-TABLES = (
-    "bronze_projectviews",
-    "bronze_file_ledger",
-    "silver_projectviews_clean",
-    "silver_projectviews_quarantine",
-    "gold_daily_projectviews",
-    "gold_churn_features",
-)
+from wikichurn.core import tables
+
+# The data tables (the DQ reports hold run stamps), from the data contract.
+TABLES = (*(t for t in tables.PIPELINE_TABLES if t != tables.SILVER_DQ_REPORTS), tables.GOLD_FEATURES)
 RAW_NAME = re.compile(r"^raw/\d{4}/\d{4}-\d{2}/projectviews-\d{8}-\d{6}$")
 
 

@@ -20,18 +20,14 @@ from typing import Any
 
 from deltalake import DeltaTable
 
+from wikichurn.core import tables
+
 WIKICHURN = str(Path(sys.executable).with_name("wikichurn"))
 
 # Columns that name the run rather than the data.
 RUN_COLUMNS = {"_ingested_at", "run_id", "run_at", "bronze_watermark", "report"}
-TABLES = (
-    "bronze_projectviews",
-    "bronze_file_ledger",
-    "silver_projectviews_clean",
-    "silver_projectviews_quarantine",
-    "gold_daily_projectviews",
-    "gold_churn_features",
-)
+# The data tables (the DQ reports hold run stamps), from the data contract.
+TABLES = (*(t for t in tables.PIPELINE_TABLES if t != tables.SILVER_DQ_REPORTS), tables.GOLD_FEATURES)
 
 
 def cli_env(raw: str | Path, lake: str | Path, **extra: str) -> dict[str, str]:

@@ -219,3 +219,28 @@ def test_two_pipeline_runs_on_one_lake(small_mirror: Path, tmp_path: Path) -> No
     assert waiter.returncode == 0, waited_err
     assert json.loads(waited_out)["files_new"] == 0
     assert not (lake / "_lock").exists()
+
+
+def test_lock_folder_removed_by_a_releasing_holder_mid_create_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by test_wait_gets_the_lake_when_the_holder_releases: the holder's release removes the
+    # empty _lock folder between the waiter's mkdir and its mkstemp.
+    import tempfile
+
+    from wikichurn.pipeline.lakehouse import lock
+
+    settings = Settings(lake_uri=str(tmp_path / "lake"))
+    store = lease_store(settings)
+    real_mkstemp, calls = tempfile.mkstemp, []
+
+    def racing_mkstemp(*args: object, **kwargs: object) -> tuple[int, str]:
+        calls.append(1)
+        if len(calls) == 1:
+            Path(str(kwargs["dir"])).rmdir()  # the holder's delete() wins the race once
+        return real_mkstemp(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(lock.tempfile, "mkstemp", racing_mkstemp)
+    lease = try_acquire(store, ttl_s=30, command="waiter", on_lost=no_op)
+    assert lease is not None and len(calls) == 2
+    lease.release()

@@ -126,12 +126,19 @@ def test_s3_outage_mid_ingest_and_mid_run(small_mirror: Path, mirror_url: str, t
 
         # 2. The S3 server dies in the middle of a pipeline run.
         run = start_wikichurn("pipeline", "run", env=env, cwd=tmp_path)
-        time.sleep(3.0)  # imports, Sail start-up and the lease; then bronze is reading and writing S3
+        # Aimed by the run's own log line, not a sleep (a fast machine finished the run first):
+        # the lease is on S3 and the session is up; listing and bronze come next, against no S3.
+        assert run.stderr is not None
+        seen = []
+        for line in run.stderr:
+            seen.append(line)
+            if "sail server listening" in line:
+                break
         weed.stop()
         began = time.monotonic()
         out, err = run.communicate(timeout=400)
         failed_after_s = time.monotonic() - began
-        message = " ".join((out + err).split())
+        message = " ".join(("".join(seen) + out + err).split())
         weed.start()
         assert run.returncode != 0, message[-2000:]
         assert "Traceback" not in message and "pipeline run failed" in message, message[-3000:]

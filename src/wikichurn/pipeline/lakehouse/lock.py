@@ -148,8 +148,16 @@ class FolderLeaseStore:
             return None
 
     def _temporary(self, data: bytes) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".lease-", suffix=".tmp", dir=self.folder)
+        # A releasing holder removes the empty folder (delete): it can vanish between our mkdir
+        # and mkstemp, so make it again. Once our temporary is in it, it is not empty any more.
+        for attempt in range(10):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=".lease-", suffix=".tmp", dir=self.folder)
+                break
+            except FileNotFoundError:
+                if attempt == 9:
+                    raise
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
