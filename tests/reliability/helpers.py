@@ -25,7 +25,7 @@ from wikichurn.core import tables
 WIKICHURN = str(Path(sys.executable).with_name("wikichurn"))
 
 # Columns that name the run rather than the data.
-RUN_COLUMNS = {"_ingested_at", "run_id", "run_at", "bronze_watermark", "report"}
+RUN_COLUMNS = {"_ingested_at", "run_id", "run_at", "bronze_watermark", "report", "scored_at"}
 # The data tables (the DQ reports hold run stamps), from the data contract.
 TABLES = (*(t for t in tables.PIPELINE_TABLES if t != tables.SILVER_DQ_REPORTS), tables.GOLD_FEATURES)
 

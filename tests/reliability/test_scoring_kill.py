@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.scored_lake import ScoredLake
-from tests.reliability.helpers import WIKICHURN, _canonical, cli_env, run_killed_at, wikichurn
+from tests.reliability.helpers import WIKICHURN, cli_env, run_killed_at, table_rows, wikichurn
+from wikichurn.core import tables
 
 pytestmark = pytest.mark.slow
 
@@ -26,21 +27,13 @@ KILLS = (
     ("writing", 0.0),
     ("writing", 0.3),
 )
-# The run's own stamp, not the data: two runs over the same features differ only here.
-RUN_COLUMNS = {"scored_at"}
 
 
 def scores(lake: Path) -> Counter | None:
-    """The rows of gold_churn_scores (run stamp dropped), or None when the table does not exist."""
-    from deltalake import DeltaTable
-
-    path = lake / "gold_churn_scores"
-    if not (path / "_delta_log").is_dir():
-        return None
-    data = DeltaTable(str(path)).to_pyarrow_table()
-    keep = [c for c in data.column_names if c not in RUN_COLUMNS]
-    columns = [data.column(c).to_pylist() for c in keep]
-    return Counter(tuple(_canonical(v) for v in row) for row in zip(*columns, strict=True))
+    """The rows of gold_churn_scores (``scored_at``, the run's stamp, dropped), or None when the
+    table does not exist."""
+    path = lake / tables.GOLD_SCORES
+    return table_rows(str(path)) if (path / "_delta_log").is_dir() else None
 
 
 def test_killed_scoring_leaves_nothing_or_everything_and_converges(scored_lake: ScoredLake, tmp_path: Path) -> None:
@@ -48,7 +41,7 @@ def test_killed_scoring_leaves_nothing_or_everything_and_converges(scored_lake: 
     reference = scores(source)
     assert reference, "the fixture's scoring run wrote no scores"
     lake = tmp_path / "lake"
-    shutil.copytree(source, lake, ignore=shutil.ignore_patterns("gold_churn_scores"))
+    shutil.copytree(source, lake, ignore=shutil.ignore_patterns(tables.GOLD_SCORES))
     env = cli_env(scored_lake.settings.raw_uri, lake, MLFLOW_TRACKING_URI=scored_lake.server.url)
 
     # Kills aimed by the run's log lines: loading the model, reading features and scoring, and at and
@@ -60,7 +53,7 @@ def test_killed_scoring_leaves_nothing_or_everything_and_converges(scored_lake: 
         got = scores(lake)
         assert got is None or got == reference, f"partial scores after a kill at {marker!r} + {delay_s} s"
         if got is not None:  # a kill after the commit: start again from nothing for the next one
-            shutil.rmtree(lake / "gold_churn_scores")
+            shutil.rmtree(lake / tables.GOLD_SCORES)
     assert kills >= len(KILLS) - 1, kills  # the last one may come after a fast commit
 
     rerun = wikichurn("score", env=env, cwd=tmp_path)
