@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import lightgbm as lgb
@@ -22,6 +23,7 @@ from wikichurn.training.model import (
     read_meta,
     write_model_dir,
 )
+from wikichurn.training.onerow import SingleRowPredictor
 from wikichurn.training.train import model_features
 
 FEATURES = ["views", "ratio", "domain_code", "access"]
@@ -94,6 +96,39 @@ def test_contributions_sum_to_log_odds(toy) -> None:
     assert list(contrib.columns) == [*FEATURES, "expected_value"]
     raw = scorer.booster.predict(scorer.encode(frame.head(50)), raw_score=True)
     assert np.allclose(contrib.sum(axis=1).to_numpy(), raw)
+
+
+def test_single_row_path_equals_booster_predict_bit_for_bit(toy) -> None:
+    """One-row calls go through LightGBM's single-row C predictor: the very numbers of Booster.predict."""
+    scorer, frame, booster = toy
+    matrix = scorer.encode(frame)
+    matrix[::7, 1] = np.nan  # missing values and unknown categories take the trees' default branches
+    matrix[::5, 2] = np.nan
+    batch_scores = booster.predict(matrix)
+    batch_contrib = booster.predict(matrix, pred_contrib=True)
+    for i in range(0, len(matrix), 3):
+        one = matrix[i : i + 1]
+        assert scorer.predict_proba(one).tolist() == [batch_scores[i]]
+        assert scorer.contribution_matrix(one).tolist() == [batch_contrib[i].tolist()]
+
+
+def test_single_row_predictor_refuses_a_wrong_width_and_frees_its_config(toy) -> None:
+    _scorer, _frame, booster = toy
+    predictor = SingleRowPredictor(booster)
+    with pytest.raises(ValueError, match="expected one row of 4 features"):
+        predictor.predict(np.zeros(3))
+    assert predictor.predict(np.zeros(4)).shape == (1,)
+    predictor.close()
+    predictor.close()  # idempotent: the finalizer runs once
+
+
+def test_single_row_path_is_safe_across_threads(toy) -> None:
+    scorer, frame, booster = toy
+    matrix = scorer.encode(frame)
+    expected = booster.predict(matrix)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: scorer.predict_proba(matrix[i : i + 1])[0], range(len(matrix))))
+    assert got == expected.tolist()
 
 
 def test_model_dir_round_trip(toy, tmp_path: Path) -> None:

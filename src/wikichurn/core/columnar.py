@@ -358,16 +358,28 @@ def last_day_windows(histories: Sequence[History], churn: ChurnSettings) -> Wind
     for i, history in enumerate(histories):
         tail = history.views[-(look + 1) :]
         views[i, look + 1 - len(tail) :] = tail
-    hours = np.where(np.isnan(views), np.nan, 24.0)
     lengths = np.fromiter((len(h.views) for h in histories), "int64", rows)
     firsts = np.array([h.first for h in histories], dtype="datetime64[D]")
+    return tail_windows(views, firsts + (lengths - 1), lengths - 1, [h.domain_code for h in histories])
+
+
+def tail_windows(views: np.ndarray, days: np.ndarray, position: np.ndarray, domains: Sequence[str]) -> Windows:
+    """Rows that end on their day t (the last column), every day complete (24 hourly files).
+
+    Args:
+        views: ``(rows, lookback_rows + 1)`` daily views, day t last, NaN before the domain's first day.
+        days: day t of each row (datetime64[D]).
+        position: days from the domain's first day with views to t.
+        domains: the domain code of each row.
+    """
+    look = views.shape[1] - 1
     return Windows(
         views=views,  # complete days: nothing to rescale
-        hours=hours,
-        observed=np.fromiter((h.views[-1] for h in histories), "int64", rows),
-        position=lengths - 1,
-        days=firsts + (lengths - 1),
-        domains=np.array([h.domain_code for h in histories], dtype=object),
+        hours=np.where(np.isnan(views), np.nan, 24.0),
+        observed=views[:, look].astype("int64"),
+        position=np.asarray(position, dtype="int64"),
+        days=np.asarray(days, dtype="datetime64[D]"),
+        domains=np.array(domains, dtype=object),
         look=look,
     )
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from wikichurn.core.columnar import History, compute_columns, last_day_windows
+from wikichurn.core.columnar import History, Windows, compute_columns, last_day_windows, tail_windows
+from wikichurn.core.featurespec import lookback_rows
 from wikichurn.core.settings import ChurnSettings
 from wikichurn.serving.registry import LoadedModel
 from wikichurn.serving.schemas import DailyViews, ScoreInstance
@@ -37,6 +38,8 @@ _EPOCH = date(1970, 1, 1)
 _MIN_DAY, _MAX_DAY = np.datetime64(MIN_DATE, "D"), np.datetime64(MAX_DATE, "D")
 # No wiki has ever had this many views in a day; larger numbers are input errors.
 MAX_VIEWS = 10**12
+# Batches of this many histories and more are parsed as one (see history_windows); measured crossover.
+WHOLE_BATCH_FROM = 3
 
 
 @dataclass(frozen=True)
@@ -72,33 +75,39 @@ def score_instances(
     snapshot_at: list[int] = []
     snapshot_rows: list[dict[str, Any]] = []
     snapshot_days: list[date | None] = []
-    history_at: list[int] = []
-    histories: list[History] = []
+    asked: list[int] = []
     for i, instance in enumerate(instances):
+        if instance.daily_views is not None:
+            asked.append(i)
+            continue
         try:
-            if instance.daily_views is not None:
-                histories.append(
-                    history_from_views(instance.domain_code, instance.daily_views, model.churn, max_history_days)
-                )
-                history_at.append(i)
-            else:
-                day, row = _snapshot_row(state, instance)
-                snapshot_at.append(i)
-                snapshot_rows.append(row)
-                snapshot_days.append(day)
+            day, row = _snapshot_row(state, instance)
         except ItemProblem as problem:
             results[i] = _error(instance.domain_code, problem.code, problem.message)
+            continue
+        snapshot_at.append(i)
+        snapshot_rows.append(row)
+        snapshot_days.append(day)
+    history_at: list[int] = []
+    windows = None
+    if asked:
+        windows, problems = history_windows([instances[i] for i in asked], model.churn, max_history_days)
+        for i, refused in zip(asked, problems, strict=True):
+            if refused is None:
+                history_at.append(i)
+            else:
+                results[i] = _error(instances[i].domain_code, refused.code, refused.message)
 
     blocks: list[np.ndarray] = []
     if snapshot_rows:
         blocks.append(scorer.encode_records(snapshot_rows))
     columns: dict[str, np.ndarray] = {}
-    if histories:
+    if windows is not None:
         try:
-            columns = compute_columns(last_day_windows(histories, model.churn), model.churn, scorer.features)
-            blocks.append(scorer.encode_columns(columns, len(histories)))
+            columns = compute_columns(windows, model.churn, scorer.features)
+            blocks.append(scorer.encode_columns(columns, len(history_at)))
         except Exception as exc:  # the feature code is trusted, but odd histories must not fail the batch
-            log.exception("feature computation failed for %d histories", len(histories))
+            log.exception("feature computation failed for %d histories", len(history_at))
             for i in history_at:
                 message = f"features could not be computed: {type(exc).__name__}"
                 results[i] = _error(instances[i].domain_code, "feature_error", message)
@@ -109,7 +118,7 @@ def score_instances(
     days = snapshot_days + ([d.item() for d in columns["event_date"]] if history_at else [])
     matrix = blocks[0] if len(blocks) == 1 else np.vstack(blocks)
     scores = scorer.predict_proba(matrix)
-    contributions = _contributions(model, matrix) if explain else None
+    contributions = scorer.contribution_matrix(matrix) if explain else None
     threshold = scorer.threshold
     version = model.version
     for k, i in enumerate(order):
@@ -147,6 +156,117 @@ def _snapshot_row(state: ServingState, instance: ScoreInstance) -> tuple[date | 
             "send daily_views to score it from its history",
         )
     return row.as_of, row.features
+
+
+def history_windows(
+    instances: Sequence[ScoreInstance],
+    churn: ChurnSettings,
+    max_history_days: int = 4000,
+    *,
+    whole_batch_from: int = WHOLE_BATCH_FROM,
+) -> tuple[Windows | None, list[ItemProblem | None]]:
+    """The last day of each instance's history as one row of :class:`Windows`.
+
+    The rules are :func:`history_from_views`'s. From ``whole_batch_from`` instances on, every entry
+    of the batch is parsed and checked in one pass of whole-array operations (a few dozen numpy
+    calls for the batch, not a dozen per instance); an instance that a check flags goes through
+    :func:`history_from_views`, which names its first bad entry exactly. Smaller batches take that
+    path for every instance: below the crossover, fewer numpy calls beat whole-array ones.
+
+    Returns:
+        The windows of the instances that can be scored (in order; None when none can), and per
+        instance None (it is a row of the windows) or the problem that keeps it out.
+    """
+    n = len(instances)
+    if n < whole_batch_from:
+        return _one_by_one(instances, churn, max_history_days)
+    look = lookback_rows(churn)
+    lengths = np.fromiter((len(i.daily_views or ()) for i in instances), "int64", n)
+    suspect = lengths == 0
+    texts = [entry["date"] for i in instances for entry in i.daily_views or ()]
+    counts = [entry["views"] for i in instances for entry in i.daily_views or ()]
+    owners = np.repeat(np.arange(n), lengths)
+    parsed = _parse_all(texts, counts)
+    if parsed is None:  # some entry of the batch is odd: each instance is checked on its own
+        suspect[:] = True
+        days_i = views = np.zeros(len(owners), dtype="int64")
+    else:
+        days, views = parsed
+        bad = (days < _MIN_DAY) | (days > _MAX_DAY) | (views < 0) | (views > MAX_VIEWS)
+        suspect |= np.bincount(owners[bad], minlength=n) > 0
+        days_i = days.astype("int64")
+    # Sorted by (instance, day): each instance is one run, its first and last days at the ends.
+    order = np.lexsort((days_i, owners))
+    days_s, views_s, owners_s = days_i[order], views[order], owners[order]
+    repeated = (days_s[1:] == days_s[:-1]) & (owners_s[1:] == owners_s[:-1])
+    suspect |= np.bincount(owners_s[1:][repeated], minlength=n) > 0
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    nonempty = lengths > 0
+    as_of = np.zeros(n, dtype="int64")
+    first = np.zeros(n, dtype="int64")
+    start = np.zeros(n, dtype="int64")
+    as_of[nonempty] = days_s[ends[nonempty] - 1]
+    first[nonempty] = days_s[starts[nonempty]]
+    never = np.iinfo("int64").max
+    if nonempty.any():  # the first day with views (reduceat needs the non-empty runs only)
+        start[nonempty] = np.minimum.reduceat(np.where(views_s > 0, days_s, never), starts[nonempty])
+    suspect |= (as_of - first + 1 > max_history_days) | (start == never) | (as_of - start + 1 < churn.window_days + 1)
+
+    problems: list[ItemProblem | None] = [None] * n
+    fast = ~suspect
+    slow: dict[int, History] = {}
+    for k in np.flatnonzero(suspect).tolist():
+        instance = instances[k]
+        try:
+            slow[k] = history_from_views(instance.domain_code, instance.daily_views or [], churn, max_history_days)
+        except ItemProblem as problem:  # the exact message for the instance's first bad entry
+            problems[k] = problem
+    keep = fast.copy()
+    for k, history in slow.items():  # flagged only because another entry of the batch was odd
+        keep[k] = True
+        start[k] = (history.first - _EPOCH).days
+        as_of[k] = start[k] + len(history.views) - 1
+    if not keep.any():
+        return None, problems
+    rows_of = np.cumsum(keep) - 1  # an instance's row among the scored ones
+    position = (as_of - start)[keep]
+    # One row per scored instance, day t last: NaN before the domain's first day, else 0 until filled.
+    matrix = np.where(np.arange(look + 1) >= look - position[:, None], 0.0, np.nan)
+    offsets = days_s - as_of[owners_s]
+    use = fast[owners_s] & (offsets >= -look) & (days_s >= start[owners_s])
+    matrix[rows_of[owners_s[use]], look + offsets[use]] = views_s[use]
+    for k, history in slow.items():
+        tail = history.views[-(look + 1) :]
+        matrix[rows_of[k], look + 1 - len(tail) :] = tail
+    domains = [instances[k].domain_code for k in np.flatnonzero(keep).tolist()]
+    return tail_windows(matrix, as_of[keep].astype("datetime64[D]"), position, domains), problems
+
+
+def _one_by_one(
+    instances: Sequence[ScoreInstance], churn: ChurnSettings, max_history_days: int
+) -> tuple[Windows | None, list[ItemProblem | None]]:
+    histories: list[History] = []
+    problems: list[ItemProblem | None] = []
+    for instance in instances:
+        try:
+            histories.append(
+                history_from_views(instance.domain_code, instance.daily_views or [], churn, max_history_days)
+            )
+            problems.append(None)
+        except ItemProblem as problem:
+            problems.append(problem)
+    return (last_day_windows(histories, churn) if histories else None), problems
+
+
+def _parse_all(texts: list[str], counts: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Dates (datetime64[D]) and views of every entry, or None when an entry is not clean."""
+    if not texts or not _DATES_RE.fullmatch("|".join(texts)):
+        return None
+    try:
+        return np.array(texts, dtype="datetime64[D]"), np.array(counts, dtype="int64")
+    except (ValueError, OverflowError, TypeError):
+        return None
 
 
 def history_from_views(
@@ -247,12 +367,6 @@ def _parse_date(text: str, position: int) -> date:
                 return day
             raise ItemProblem("invalid_date", f"daily_views[{position}]: {text} is outside {MIN_DATE}..{MAX_DATE}")
     raise ItemProblem("invalid_date", f"daily_views[{position}]: {text!r} is not a YYYY-MM-DD date")
-
-
-def _contributions(model: LoadedModel, matrix: np.ndarray) -> np.ndarray:
-    scorer = model.scorer
-    values = scorer.booster.predict(matrix, pred_contrib=True, num_threads=1)
-    return np.asarray(values, dtype="float64").reshape(matrix.shape[0], len(scorer.features) + 1)
 
 
 def _explanation(features: Sequence[str], row: dict[str, Any], contrib: np.ndarray, top_k: int) -> dict[str, Any]:

@@ -35,15 +35,18 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+
+from wikichurn.training.onerow import SingleRowPredictor
 
 BOOSTER_FILE = "booster.txt"
 META_FILE = "model_meta.json"
@@ -90,6 +93,8 @@ class ChurnScorer:
         self._numeric = [name for name in self.features if name not in self._index]
         self._numeric_positions = [self._position[name] for name in self._numeric]
         self._predict_kwargs: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}
+        self._one_row: dict[str, SingleRowPredictor] = {}  # made on first use (see _single_row)
+        self._one_row_lock = threading.Lock()
         if booster.feature_name() != self.features:
             raise ValueError("booster feature order differs from meta['features']")
 
@@ -179,7 +184,24 @@ class ChurnScorer:
         matrix = self.encode(data)
         if matrix.shape[0] == 0:
             return np.empty(0, dtype="float64")
+        if matrix.shape[0] == 1:  # a one-instance request: LightGBM's single-row C path, ~6x faster
+            return self._single_row("normal").predict(matrix[0])
         return np.asarray(self.booster.predict(matrix, **self._predict_kwargs), dtype="float64")
+
+    def contribution_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """``pred_contrib`` of an encoded matrix: ``(rows, features + 1)``, the bias last."""
+        if matrix.shape[0] == 1:
+            return self._single_row("contrib").predict(matrix[0]).reshape(1, -1)
+        values = self.booster.predict(matrix, pred_contrib=True, **self._predict_kwargs)
+        return np.asarray(values, dtype="float64").reshape(matrix.shape[0], len(self.features) + 1)
+
+    def _single_row(self, kind: Literal["normal", "contrib"]) -> SingleRowPredictor:
+        predictor = self._one_row.get(kind)
+        if predictor is None:
+            with self._one_row_lock:
+                predictor = self._one_row.get(kind) or SingleRowPredictor(self.booster, kind)
+                self._one_row[kind] = predictor
+        return predictor
 
     def predict(self, data: pd.DataFrame | np.ndarray | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         """``risk_score`` (probability) and ``churn`` (1 when ``risk_score >= threshold``) per row."""
@@ -196,9 +218,7 @@ class ChurnScorer:
         Columns are the features plus ``expected_value`` (the bias); each row sums to the
         log-odds of its risk score.
         """
-        matrix = self.encode(data)
-        values = np.asarray(self.booster.predict(matrix, pred_contrib=True, **self._predict_kwargs))
-        values = values.reshape(matrix.shape[0], len(self.features) + 1)
+        values = self.contribution_matrix(self.encode(data))
         index = data.index if isinstance(data, pd.DataFrame) else None
         return pd.DataFrame(values, columns=[*self.features, "expected_value"], index=index)
 
