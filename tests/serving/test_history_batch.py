@@ -18,11 +18,32 @@ from hypothesis import strategies as st
 
 from wikichurn.core.settings import ChurnSettings
 from wikichurn.serving.schemas import ScoreInstance
-from wikichurn.serving.scoring import ItemProblem, history_windows
+from wikichurn.serving.scoring import ItemProblem, _parse_all, history_windows
 
 CHURN = ChurnSettings()
 D0 = date(2024, 3, 1)
 MAX_DAYS = 60
+# Dates the byte-level parser must refuse, or read exactly as the one-instance rules do.
+_ODD_DATES = {
+    "word": "yesterday",
+    "impossible": "2024-02-30",
+    "not_leap": "2023-02-29",
+    "century_not_leap": "2100-02-29",
+    "leap": "2024-02-29",  # valid: the day before the histories' first
+    "century_leap": "2000-02-29",  # valid, far back: the span rule refuses it
+    "old": "1900-01-01",
+    "year_zero": "0000-01-01",
+    "month_13": "2024-13-01",
+    "day_zero": "2024-05-00",
+    "no_dashes": "2024x05x01",
+    "short": "2024-5-01",
+    "long": "2024-05-011",
+    "separator": "2024|05-01",
+    "spaces": " 2024-05-01",
+    "unicode_digits": "\u0662\u0660\u0662\u0664-05-01",
+    "last": "2199-12-31",
+    "past_last": "2200-01-01",
+}
 
 
 def _said(problem: ItemProblem | None) -> tuple[str, str] | None:
@@ -36,19 +57,15 @@ def entries(draw: st.DrawFn) -> list[dict[str, Any]]:
     offsets = draw(st.lists(st.integers(0, max(span - 1, 0)), max_size=span, unique=True)) if span else []
     views = st.one_of(st.integers(0, 3), st.integers(0, 10**6))
     out: list[dict[str, Any]] = [{"date": (D0 + timedelta(days=o)).isoformat(), "views": draw(views)} for o in offsets]
-    odd = draw(st.sampled_from(["none"] * 6 + ["duplicate", "bad_date", "impossible_date", "negative", "huge", "old"]))
+    odd = draw(st.sampled_from(["none"] * 6 + [*_ODD_DATES, "duplicate", "negative", "huge"]))
     if odd == "duplicate" and out:
         out.append(dict(out[0]))
-    elif odd == "bad_date":
-        out.append({"date": "yesterday", "views": 1})
-    elif odd == "impossible_date":
-        out.append({"date": "2024-02-30", "views": 1})
+    elif odd in _ODD_DATES:
+        out.append({"date": _ODD_DATES[odd], "views": draw(views)})
     elif odd == "negative":
         out.append({"date": "2030-01-01", "views": -1})
     elif odd == "huge":
         out.append({"date": "2030-01-01", "views": 10**13})
-    elif odd == "old":
-        out.append({"date": "1900-01-01", "views": 1})
     return draw(st.permutations(out))
 
 
@@ -83,3 +100,20 @@ def test_a_bad_entry_elsewhere_does_not_refuse_a_clean_history() -> None:
     assert windows is not None and windows.domains.tolist() == ["ok"]
     assert windows.observed.tolist() == [109]
     assert windows.days.tolist() == [D0 + timedelta(days=9)]
+
+
+def test_byte_level_dates_equal_the_calendar() -> None:
+    """Every day of 1900-2199 reads as numpy's day number; every impossible 29th-31st is refused."""
+    first, last = np.datetime64("1900-01-01"), np.datetime64("2199-12-31")
+    every_day = np.arange(first, last + 1)
+    texts = [str(d) for d in every_day]
+    parsed = _parse_all(texts, [0] * len(texts))
+    assert parsed is not None
+    assert parsed[0].tolist() == every_day.astype("int64").tolist()
+    real = set(texts)
+    for year in range(1900, 2200):
+        for month in range(1, 13):
+            for day in (29, 30, 31, 32):
+                text = f"{year:04d}-{month:02d}-{day:02d}"
+                if text not in real:
+                    assert _parse_all([text], [0]) is None, text

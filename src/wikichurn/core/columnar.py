@@ -50,74 +50,82 @@ class Windows:
 
     @cached_property
     def memo(self) -> dict[tuple[object, ...], np.ndarray]:
-        """Reductions several features share (running sums, a window's min and max, the calendar)."""
+        """Reductions several features share (a window's min and max, the calendar, ...)."""
         return {}
 
     @cached_property
-    def _sums(self) -> np.ndarray:
-        """Running sums along each row of every quantity of :meth:`running`, a zero column first:
-        one array ``(quantity, row, column + 1)`` from one ``cumsum``."""
+    def _quantities(self) -> np.ndarray:
+        """Every quantity of :meth:`total` on every day, ``(quantity, row, column)``, 0 where no day is."""
         valid = ~np.isnan(self.views)
         filled = np.where(valid, self.views, 0.0)
         log = np.log1p(filled)
-        x = np.where(valid, np.arange(self.views.shape[1], dtype="float64"), 0.0)
+        x = valid * np.arange(self.views.shape[1], dtype="float64")
         # Deviations from day t's views: a window's variance from their sums is exact (0.0) for
         # equal days and keeps its precision, since t is in every window the std reads.
         d = np.where(valid, self.views - self.views[:, self.look : self.look + 1], 0.0)
-        stacked = np.stack([valid, filled, self.views == 0, x, x * x, log, x * log, d, d * d])
-        lead = np.zeros((*stacked.shape[:2], 1))
-        return np.cumsum(np.concatenate([lead, stacked], axis=2), axis=2)
+        return np.stack([valid, filled, self.views == 0, x, x * x, log, x * log, d, d * d])  # float64
 
     @cached_property
-    def _running(self) -> dict[str, np.ndarray]:
-        return dict(zip(_RUNNING, self._sums, strict=True))
+    def _spans(self) -> dict[str, object]:
+        return {}
 
     def precompute(self, spans: Sequence[tuple[int, int]]) -> None:
         """Sum every quantity over each span ``(start, stop)``, and the mean views, std and slope
-        of each, in a few whole-array operations, so the features of those spans are look-ups
-        (numpy's per-call overhead, not arithmetic, is the cost of a small batch)."""
+        of each, in a few whole-array operations (one matrix product for all the sums), so the
+        features of those spans are look-ups: numpy's per-call overhead, not arithmetic, is the
+        cost of a small batch."""
         if not spans:
             return
-        begins = np.array([self.look + start for start, _ in spans])
-        ends = np.array([self.look + stop + 1 for _, stop in spans])
-        sums = self._sums
-        totals = sums[:, :, ends] - sums[:, :, begins]  # (quantity, row, span)
+        spans = tuple(spans)
+        totals = self._quantities @ _span_matrix(self.views.shape[1], self.look, spans)  # (quantity, row, span)
         days, views = totals[0], totals[1]
         q = _QUANTITY
-        derived = {
-            "mean": np.divide(views, days, out=np.full(days.shape, np.nan), where=days > 0),
-            "std": _std_from(days, totals[q["d"]], totals[q["dd"]]),
-            "slope": _slope_from(days, *(totals[q[name]] for name in ("x", "y", "xy", "xx"))),
-        }
-        for k, (start, stop) in enumerate(spans):
-            self.memo[("span", start, stop)] = totals[:, :, k]
-            for name, values in derived.items():
-                self.memo[(name, start, stop)] = values[:, k]
+        self._spans.update(
+            index={span: k for k, span in enumerate(spans)},
+            totals=totals,
+            mean=np.divide(views, days, out=np.full(days.shape, np.nan), where=days > 0),
+            std=_std_from(days, totals[q["d"]], totals[q["dd"]]),
+            slope=_slope_from(days, *(totals[q[name]] for name in ("x", "y", "xy", "xx"))),
+        )
 
-    def running(self, quantity: str) -> np.ndarray:
-        """Running sum of ``quantity`` along each row, a zero column first, so the sum over any
-        window is two look-ups however many windows the spec has. Quantities (over the days present):
-        ``days``, ``views``, ``zeros`` (days of 0 views), ``x``, ``xx`` (the column index and its
-        square), ``y``, ``xy`` (log1p of the views, and times the index), ``d``, ``dd`` (views minus
-        day t's, and squared)."""
-        return self._running[quantity]
+    def _precomputed(self, what: str, start: int, stop: int) -> np.ndarray | None:
+        """``what`` (``totals``, ``mean``, ``std``, ``slope``) of a precomputed span, else None."""
+        index = self._spans.get("index")
+        k = index.get((start, stop)) if isinstance(index, dict) else None
+        if k is None:
+            return None
+        values = self._spans[what]
+        assert isinstance(values, np.ndarray)
+        return values[..., k]
 
     def total(self, quantity: str, start: int, stop: int) -> np.ndarray:
-        """Sum of a :meth:`running` quantity over ``t+start .. t+stop`` (inclusive)."""
-        block = self.memo.get(("span", start, stop))
+        """Sum of a quantity over ``t+start .. t+stop`` (inclusive). Quantities (over the days
+        present): ``days``, ``views``, ``zeros`` (days of 0 views), ``x``, ``xx`` (the column
+        index and its square), ``y``, ``xy`` (log1p of the views, and times the index), ``d``,
+        ``dd`` (views minus day t's, and squared)."""
+        block = self._precomputed("totals", start, stop)
         if block is not None:
             row: np.ndarray = block[_QUANTITY[quantity]]
             return row
-        sums = self._running[quantity]
-        return np.asarray(sums[:, self.look + stop + 1] - sums[:, self.look + start])
+        values = self._quantities[_QUANTITY[quantity], :, self.look + start : self.look + stop + 1]
+        return np.asarray(values.sum(axis=1))
 
     def mean(self, start: int, stop: int) -> np.ndarray:
         """Mean views of ``t+start .. t+stop`` over the days present (NaN when none is)."""
-        key = ("mean", start, stop)
-        if key not in self.memo:
-            days, total = self.total("days", start, stop), self.total("views", start, stop)
-            self.memo[key] = np.asarray(np.divide(total, days, out=np.full(len(days), np.nan), where=days > 0))
-        return self.memo[key]
+        known = self._precomputed("mean", start, stop)
+        if known is not None:
+            return known
+        days, total = self.total("days", start, stop), self.total("views", start, stop)
+        return np.asarray(np.divide(total, days, out=np.full(len(days), np.nan), where=days > 0))
+
+
+@lru_cache(maxsize=64)
+def _span_matrix(width: int, look: int, spans: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """``(width, spans)`` of 0/1: column k selects the days of span k, so a product sums them."""
+    out = np.zeros((width, len(spans)))
+    for k, (start, stop) in enumerate(spans):
+        out[look + start : look + stop + 1, k] = 1.0
+    return out
 
 
 def adjusted_views(observed: np.ndarray, hours: np.ndarray, churn: ChurnSettings) -> np.ndarray:
@@ -167,9 +175,9 @@ def _extreme(block: np.ndarray, largest: bool) -> np.ndarray:
 
 def _std(w: Windows, n: int) -> np.ndarray:
     """Sample std of ``t-n+1 .. t`` (see :func:`_std_from`)."""
-    memo = w.memo.get(("std", 1 - n, 0))
-    if memo is not None:
-        return memo
+    known = w._precomputed("std", 1 - n, 0)
+    if known is not None:
+        return known
     return _std_from(w.total("days", 1 - n, 0), w.total("d", 1 - n, 0), w.total("dd", 1 - n, 0))
 
 
@@ -182,17 +190,20 @@ def _std_from(count: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
 
 
 def _rolling_extreme(w: Windows, n: int, largest: bool) -> np.ndarray:
-    key = ("extreme", n, largest)
+    """Min or max of ``t-n+1 .. t``: column ``n - 1`` of one running extreme from t backwards,
+    shared by every window (NaN-skipping, as :func:`_extreme`)."""
+    key = ("extreme", largest)
     if key not in w.memo:
-        w.memo[key] = _extreme(_upto_t(w, n), largest)
-    return w.memo[key]
+        backwards = w.views[:, w.look :: -1]
+        w.memo[key] = (np.fmax if largest else np.fmin).accumulate(backwards, axis=1)
+    return np.asarray(w.memo[key][:, n - 1])
 
 
 def _slope(w: Windows, n: int) -> np.ndarray:
     """Least-squares slope of log1p(views) on the day index over ``t-n+1 .. t`` (see :func:`_slope_from`)."""
-    memo = w.memo.get(("slope", 1 - n, 0))
-    if memo is not None:
-        return memo
+    known = w._precomputed("slope", 1 - n, 0)
+    if known is not None:
+        return known
     quantities = (w.total(q, 1 - n, 0) for q in ("days", "x", "y", "xy", "xx"))
     return _slope_from(*quantities)
 
@@ -207,10 +218,6 @@ def _slope_from(count: np.ndarray, sx: np.ndarray, sy: np.ndarray, sxy: np.ndarr
 
 
 # -- one evaluator per kind -----------------------------------------------------------------------
-
-
-def _upto_t(w: Windows, n: int) -> np.ndarray:
-    return w.views[:, w.look - n + 1 : w.look + 1]
 
 
 _ROLLING: dict[str, Callable[[Windows, int], np.ndarray]] = {
@@ -263,42 +270,39 @@ def _label_available(w: Windows, churn: ChurnSettings) -> np.ndarray:
     return np.asarray(available)
 
 
-def _evaluate(f: Feature, w: Windows, churn: ChurnSettings) -> np.ndarray:
-    if f.kind == "observed":
-        return w.observed
-    if f.kind == "lag":
-        return w.views[:, w.look - f.rows]
-    if f.kind == "lead":
-        return w.views[:, w.look + f.rows]
-    if f.kind == "rolling":
-        return _ROLLING[f.stat](w, f.rows)
-    if f.kind == "past_mean":
-        return f.scale * w.mean(-f.rows, -1)
-    if f.kind == "ratio_to_past":
-        return (w.views[:, w.look] + 1.0) / (w.mean(-f.rows, -1) + 1.0)
-    if f.kind == "trend_slope":
-        return _slope(w, f.rows)
-    if f.kind == "zero_days":
-        return np.asarray(np.rint(w.total("zeros", 1 - f.rows, 0)), dtype="int64")
-    if f.kind == "position":
-        return w.position
-    if f.kind == "hours":
-        return w.hours[:, w.look].astype("int64")
-    if f.kind == "calendar":
-        return _calendar(w, f.stat)
-    if f.kind == "domain":
-        return _domain(w.domains, f.stat)
+def _churn(f: Feature, w: Windows, churn: ChurnSettings) -> np.ndarray:
     past = w.mean(-churn.window_days, -1)
-    if f.kind == "future_min":
-        return _extreme(w.views[:, w.look + 1 : w.look + f.rows + 1], False)
-    if f.kind == "churn":
-        future = _extreme(w.views[:, w.look + 1 : w.look + churn.horizon_days + 1], False)
-        # The past mean at least 0, as in the Spark compilation: running sums keep rounding residues.
-        floor = np.maximum(past, 0.0)
-        return np.where(np.isnan(future) | np.isnan(past), np.nan, (future <= churn.factor * floor).astype("float64"))
-    if f.kind == "label_available":
-        return _label_available(w, churn)
-    raise ValueError(f"{f.name}: unknown feature kind {f.kind!r}")
+    future = _extreme(w.views[:, w.look + 1 : w.look + churn.horizon_days + 1], False)
+    # The past mean at least 0, as in the Spark compilation: running sums keep rounding residues.
+    floor = np.maximum(past, 0.0)
+    return np.where(np.isnan(future) | np.isnan(past), np.nan, (future <= churn.factor * floor).astype("float64"))
+
+
+# One evaluator per kind, looked up once per feature (a chain of ifs costs more than most features).
+_EVALUATORS: dict[str, Callable[[Feature, Windows, ChurnSettings], np.ndarray]] = {
+    "observed": lambda f, w, c: w.observed,
+    "lag": lambda f, w, c: w.views[:, w.look - f.rows],
+    "lead": lambda f, w, c: w.views[:, w.look + f.rows],
+    "rolling": lambda f, w, c: _ROLLING[f.stat](w, f.rows),
+    "past_mean": lambda f, w, c: f.scale * w.mean(-f.rows, -1),
+    "ratio_to_past": lambda f, w, c: (w.views[:, w.look] + 1.0) / (w.mean(-f.rows, -1) + 1.0),
+    "trend_slope": lambda f, w, c: _slope(w, f.rows),
+    "zero_days": lambda f, w, c: np.asarray(np.rint(w.total("zeros", 1 - f.rows, 0)), dtype="int64"),
+    "position": lambda f, w, c: w.position,
+    "hours": lambda f, w, c: w.hours[:, w.look].astype("int64"),
+    "calendar": lambda f, w, c: _calendar(w, f.stat),
+    "domain": lambda f, w, c: _domain(w.domains, f.stat),
+    "future_min": lambda f, w, c: _extreme(w.views[:, w.look + 1 : w.look + f.rows + 1], False),
+    "churn": _churn,
+    "label_available": lambda f, w, c: _label_available(w, c),
+}
+
+
+def _evaluate(f: Feature, w: Windows, churn: ChurnSettings) -> np.ndarray:
+    evaluator = _EVALUATORS.get(f.kind)
+    if evaluator is None:
+        raise ValueError(f"{f.name}: unknown feature kind {f.kind!r}")
+    return evaluator(f, w, churn)
 
 
 def compute_columns(w: Windows, churn: ChurnSettings, names: Sequence[str] | None = None) -> Columns:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,9 @@ MIN_DATE = date(1970, 1, 1)
 MAX_DATE = date(2199, 12, 31)
 _EPOCH = date(1970, 1, 1)
 _MIN_DAY, _MAX_DAY = np.datetime64(MIN_DATE, "D"), np.datetime64(MAX_DATE, "D")
+_MIN_I, _MAX_I = (MIN_DATE - _EPOCH).days, (MAX_DATE - _EPOCH).days
+_DIGIT_COLUMNS, _DASH_COLUMNS = [0, 1, 2, 3, 5, 6, 8, 9], [4, 7]  # of YYYY-MM-DD
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 # No wiki has ever had this many views in a day; larger numbers are input errors.
 MAX_VIEWS = 10**12
 # Batches of this many histories and more are parsed as one (see history_windows); measured crossover.
@@ -183,18 +187,16 @@ def history_windows(
     look = lookback_rows(churn)
     lengths = np.fromiter((len(i.daily_views or ()) for i in instances), "int64", n)
     suspect = lengths == 0
-    texts = [entry["date"] for i in instances for entry in i.daily_views or ()]
-    counts = [entry["views"] for i in instances for entry in i.daily_views or ()]
+    entries = [entry for i in instances for entry in i.daily_views or ()]
     owners = np.repeat(np.arange(n), lengths)
-    parsed = _parse_all(texts, counts)
+    parsed = _parse_all(list(map(itemgetter("date"), entries)), list(map(itemgetter("views"), entries)))
     if parsed is None:  # some entry of the batch is odd: each instance is checked on its own
         suspect[:] = True
         days_i = views = np.zeros(len(owners), dtype="int64")
     else:
-        days, views = parsed
-        bad = (days < _MIN_DAY) | (days > _MAX_DAY) | (views < 0) | (views > MAX_VIEWS)
+        days_i, views = parsed
+        bad = (days_i < _MIN_I) | (days_i > _MAX_I) | (views < 0) | (views > MAX_VIEWS)
         suspect |= np.bincount(owners[bad], minlength=n) > 0
-        days_i = days.astype("int64")
     # Sorted by (instance, day): each instance is one run, its first and last days at the ends.
     order = np.lexsort((days_i, owners))
     days_s, views_s, owners_s = days_i[order], views[order], owners[order]
@@ -260,12 +262,34 @@ def _one_by_one(
 
 
 def _parse_all(texts: list[str], counts: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Dates (datetime64[D]) and views of every entry, or None when an entry is not clean."""
-    if not texts or not _DATES_RE.fullmatch("|".join(texts)):
+    """Days since 1970-01-01 and views of every entry, or None when any entry is not clean.
+
+    The dates are read as bytes, all at once: ``YYYY-MM-DD`` exactly (ASCII digits, real
+    calendar days), turned into day numbers by the proleptic Gregorian formula (H. Hinnant's
+    ``days_from_civil``). A regular expression and numpy's own date parser cost ~0.5 us an entry.
+    """
+    n = len(texts)
+    joined = "|".join(texts)
+    if not n or len(joined) != 11 * n - 1 or joined.count("|") != n - 1 or not joined.isascii():
+        return None  # so every text is 10 characters between separators
+    raw = np.frombuffer((joined + "|").encode("ascii"), dtype=np.uint8).reshape(n, 11)
+    digits = raw[:, _DIGIT_COLUMNS].astype("int64") - ord("0")
+    if (raw[:, _DASH_COLUMNS] != ord("-")).any() or ((digits < 0) | (digits > 9)).any():
         return None
+    year = digits[:, :4] @ np.array([1000, 100, 10, 1])
+    month = digits[:, 4] * 10 + digits[:, 5]
+    day = digits[:, 6] * 10 + digits[:, 7]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = _MONTH_DAYS[np.clip(month, 0, 12)] + (leap & (month == 2))
+    if ((month < 1) | (month > 12) | (day < 1) | (day > month_days) | (year < 1)).any():
+        return None
+    y = year - (month <= 2)
+    era, yoe = y // 400, y % 400
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
     try:
-        return np.array(texts, dtype="datetime64[D]"), np.array(counts, dtype="int64")
-    except (ValueError, OverflowError, TypeError):
+        return days, np.array(counts, dtype="int64")
+    except (OverflowError, TypeError, ValueError):
         return None
 
 

@@ -170,8 +170,8 @@ class ChurnScorer:
     def encode_columns(self, columns: Mapping[str, Any], rows: int) -> np.ndarray:
         """Encode whole columns (feature name -> array of ``rows`` values): the vectorised path."""
         matrix = np.empty((rows, len(self.features)), dtype="float64")
-        for col, j in zip(self._numeric, self._numeric_positions, strict=True):
-            matrix[:, j] = columns[col]
+        # One copy for every numeric column (a per-column loop costs ~0.5 us a column on one row).
+        matrix[:, self._numeric_positions] = np.array([columns[col] for col in self._numeric], dtype="float64").T
         for col, mapping in self._index.items():
             values = columns[col]
             matrix[:, self._position[col]] = np.fromiter(
