@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -222,3 +223,19 @@ def _snapshot_rows(snapshot: Path, domain: str) -> list[dict]:
 
     frame = pd.read_parquet(snapshot)
     return frame[frame["domain_code"] == domain].drop(columns=["event_date"]).to_dict(orient="records")
+
+
+def test_the_heap_is_frozen_once_the_first_model_is_loaded(registry: Registry, snapshot: Path, tmp_path: Path) -> None:
+    """``run()``'s app freezes the start-up heap (no full cycle-collector passes over it); others do not."""
+    settings = serving_settings(snapshot, tmp_path)
+    assert gc.get_freeze_count() == 0
+    try:
+        with TestClient(create_app(settings, churn=CHURN)) as client:
+            assert client.get("/ready").status_code == 200
+            assert gc.get_freeze_count() == 0
+        with TestClient(create_app(settings, churn=CHURN, freeze_heap=True)) as client:
+            assert client.get("/ready").status_code == 200
+            assert gc.get_freeze_count() > 10_000  # the imports and the model, not a handful
+            assert client.post("/score", json={"instances": [{"domain_code": "de"}]}).status_code == 200
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual

@@ -37,7 +37,9 @@ class BodyTimeoutMiddleware:
         async def bounded_receive() -> Message:
             nonlocal answered
             try:
-                return await asyncio.wait_for(receive(), timeout=self.timeout_s)
+                # asyncio.timeout, not wait_for: no task per chunk (a tenth of a small request's time).
+                async with asyncio.timeout(self.timeout_s):
+                    return await receive()
             except TimeoutError:
                 if not started and not answered:
                     answered = True
