@@ -16,8 +16,8 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from wikichurn.core.churn import FEATURE_COLUMNS, LABEL_ONLY_COLUMNS
-from wikichurn.core.settings import Settings
+from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS, LABEL_ONLY_COLUMNS, feature_columns, label_columns
+from wikichurn.core.settings import ChurnSettings, Settings
 from wikichurn.pipeline.eda.report import run_eda
 from wikichurn.pipeline.lakehouse.run import run_pipeline
 from wikichurn.pipeline.warehouse import (
@@ -28,6 +28,7 @@ from wikichurn.pipeline.warehouse import (
     export_tables,
     export_warehouse,
     sql_type,
+    warehouse_tables,
 )
 
 SCHEMA = "wikichurn"
@@ -116,6 +117,36 @@ def test_export_loads_every_table_and_a_second_export_changes_nothing(
     second = export_warehouse(spark, lake, postgres_db)
     assert all(t.changed == 0 for t in second.tables), second.describe()
     assert {name: _row_versions(postgres_db, name) for name in exported} == before
+
+
+@pytest.mark.slow
+def test_a_non_default_churn_window_exports_the_lakes_own_feature_columns(
+    spark: SparkSession, lake: Settings, postgres_db: str, tmp_path: Path
+) -> None:
+    # The same raw zone built with a 5-day churn window: its past-window features are named for 5
+    # days (avg_views_past_5d), and the export must ask the lake for those, not the default's.
+    churn = ChurnSettings(window_days=5)
+    settings = lake.model_copy(update={"lake_uri": str(tmp_path / "lake"), "churn": churn})
+    run_pipeline(spark, settings)
+    spec = {s.name: s for s in warehouse_tables(churn)}["gold_churn_features"]
+    assert spec.columns is not None and spec.columns[:2] == KEY_COLUMNS and "avg_views_past_5d" in spec.columns
+
+    result = export_warehouse(spark, settings, postgres_db)
+    exported = {t.table: t for t in result.tables}
+    lake_rows = DeltaTable(f"{settings.lake_uri}/gold_churn_features").to_pyarrow_table().num_rows
+    assert exported["gold_churn_features"].inserted == lake_rows > 0
+    assert set(result.skipped) == {s.name for s in TABLES if not s.required}  # no EDA on this lake
+    with psycopg.connect(postgres_db) as conn:
+        columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                (SCHEMA, "gold_churn_features"),
+            )
+        }
+    assert columns == set(feature_columns(churn)) | {"event_date"}
+    assert {"avg_views_past_5d", "log_avg_views_past_5d"} <= columns and "avg_views_past_3d" not in columns
+    assert not columns & set(label_columns(churn.horizon_days))
 
 
 SPEC = WarehouseTable("t_kpis", ("level", "domain_code", "day"), "domain_code", ("day",), nullable_key=("domain_code",))

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 from fastapi.testclient import TestClient
@@ -13,19 +15,18 @@ from pyspark.sql import SparkSession
 
 from tests.fixtures.scored_lake import LAKE_MODEL, ScoredLake
 from tests.utils.contract import assert_matches_contract
-from tests.utils.serving import mlflow_pointed_at
-from wikichurn.core.churn import KEY_COLUMNS
+from tests.utils.serving import api_score_rows, mlflow_pointed_at
+from wikichurn.core.churn import KEY_COLUMNS, feature_columns
 from wikichurn.core.settings import Settings
 from wikichurn.core.tables import GOLD_FEATURES, GOLD_SCORES, SCORE_COLUMNS, SCORES_SCHEMA, TOP_REASONS, reason_columns
 from wikichurn.pipeline.lakehouse.features import export_snapshot
 from wikichurn.pipeline.lakehouse.lake import Lake
 from wikichurn.serving.batch import (
-    feature_records,
     format_value,
     load_production_model,
     run_scoring,
+    score_features,
     score_if_production,
-    score_records,
 )
 from wikichurn.serving.config import ServingSettings
 from wikichurn.serving.main import create_app
@@ -105,12 +106,29 @@ def test_only_unscored_days_are_scored(scored_lake: ScoredLake, spark: SparkSess
     pd.testing.assert_frame_equal(after[same], before[same])
 
 
-def test_one_booster_call_per_day(scored_lake: ScoredLake, monkeypatch: pytest.MonkeyPatch) -> None:
+def _complete_features(settings: Settings, model_features: list[str]) -> pa.Table:
+    """The rows ``run_scoring`` scores, read with the independent ``deltalake`` reader."""
+    table = DeltaTable(f"{settings.lake_uri}/{GOLD_FEATURES}").to_pyarrow_table()
+    complete = table.filter(pc.greater_equal(table.column("day_hours_available"), settings.churn.min_hours_complete))
+    return complete.select([*KEY_COLUMNS, *(c for c in model_features if c not in KEY_COLUMNS)])
+
+
+def test_every_row_equals_score_instances_on_its_day(scored_lake: ScoredLake, tmp_path: Path) -> None:
+    # Every day of the table, not only the snapshot's: each row against the API's scorer on that
+    # day's rows, served from a snapshot file as the service serves it.
+    settings = scored_lake.settings
+    model = load_production_model(settings)
+    expected = api_score_rows(model, _complete_features(settings, list(feature_columns(model.churn))), tmp_path)
+    rows = DeltaTable(f"{settings.lake_uri}/{GOLD_SCORES}").to_pyarrow_table().to_pylist()
+    assert len(rows) == len(expected) > 1000
+    for row in rows:
+        row["scored_at"] = None  # the run's stamp
+        assert row == expected[(row["domain_code"], row["event_date"])]
+
+
+def test_booster_calls_per_chunk_never_per_row(scored_lake: ScoredLake, monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_production_model(scored_lake.settings)
-    features = DeltaTable(f"{scored_lake.settings.lake_uri}/{GOLD_FEATURES}").to_pandas()
-    days = sorted(features["event_date"].unique())[-3:]
-    columns = [*KEY_COLUMNS, *(c for c in model.scorer.features if c not in KEY_COLUMNS)]
-    frame = features[features["event_date"].isin(days)][columns]
+    features = _complete_features(scored_lake.settings, model.scorer.features)
     calls: list[dict[str, Any]] = []
     predict = model.scorer.booster.predict
 
@@ -119,11 +137,12 @@ def test_one_booster_call_per_day(scored_lake: ScoredLake, monkeypatch: pytest.M
         return predict(*args, **kwargs)
 
     monkeypatch.setattr(model.scorer.booster, "predict", counting)
-    rows = score_records(model, feature_records(frame))
-    assert len(rows) == len(frame) > 3 * 10
-    # Per day: one call for the scores, one for the contributions; never one per row.
-    assert len(calls) == 2 * len(days)
-    assert sum(1 for kwargs in calls if kwargs.get("pred_contrib")) == len(days)
+    scores = score_features(model, features, chunk_rows=500)
+    assert scores.num_rows == features.num_rows > 1000
+    chunks = -(-features.num_rows // 500)
+    # Per chunk: one call for the scores, one for the contributions.
+    assert len(calls) == 2 * chunks
+    assert sum(1 for kwargs in calls if kwargs.get("pred_contrib")) == chunks
 
 
 def test_no_tracking_uri_skips_scoring(spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

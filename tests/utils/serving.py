@@ -16,14 +16,22 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from wikichurn.core.churn import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KEY_COLUMNS
 from wikichurn.core.columnar import domain_frame
 from wikichurn.core.settings import ChurnSettings
+from wikichurn.core.tables import TOP_REASONS, reason_columns
 
 # The product's own scope (URIs, MLflow's globals and environment variables restored), for the tests.
-from wikichurn.serving.batch import mlflow_pointed_at  # noqa: F401
+from wikichurn.serving.batch import format_value, mlflow_pointed_at  # noqa: F401
 from wikichurn.serving.config import ServingSettings
+from wikichurn.serving.registry import LoadedModel
+from wikichurn.serving.schemas import ScoreInstance
+from wikichurn.serving.scoring import ServingState, score_instances
+from wikichurn.serving.snapshot import load_snapshot
 from wikichurn.training.model import (
     as_categorical,
     category_mappings,
@@ -73,7 +81,9 @@ def feature_frame(histories: dict[str, dict[date, int]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def train_model(frame: pd.DataFrame, *, seed: int, rounds: int = 40, threshold: float = 0.3) -> tuple[Any, dict]:
+def train_model(
+    frame: pd.DataFrame, *, seed: int, rounds: int = 40, threshold: float = 0.3, num_leaves: int = 15
+) -> tuple[Any, dict]:
     """A small real booster on ``FEATURE_COLUMNS`` and its ``model_meta.json`` content."""
     labelled = frame[frame["label_available"] & frame["churn"].notna()]
     categories = category_mappings(labelled, CATEGORICAL_FEATURES)
@@ -81,7 +91,7 @@ def train_model(frame: pd.DataFrame, *, seed: int, rounds: int = 40, threshold: 
     params = {
         "objective": "binary",
         "verbosity": -1,
-        "num_leaves": 15,
+        "num_leaves": num_leaves,
         "min_data_in_leaf": 10,
         "min_data_per_group": 5,
         "learning_rate": 0.1,
@@ -160,6 +170,42 @@ def write_snapshot(out: Path, histories: dict[str, dict[date, int]]) -> pd.DataF
     as_of = frame["event_date"].max()
     out.with_name(out.name + ".json").write_text(json.dumps({"as_of": as_of.isoformat(), "domains": len(frame)}))
     return frame
+
+
+def api_score_rows(model: LoadedModel, features: pa.Table, folder: Path) -> dict[tuple[str, date], dict[str, Any]]:
+    """What ``POST /score`` (explain, top ``TOP_REASONS``) answers for each feature row, as a
+    ``gold_churn_scores`` row keyed by domain and day (``scored_at`` None: the batch run's stamp).
+
+    Each day's rows are written as the snapshot file the service reads, loaded by its loader and
+    scored by its scorer, one request per day.
+    """
+    expected: dict[tuple[str, date], dict[str, Any]] = {}
+    for day in sorted(set(features.column("event_date").to_pylist())):
+        path = folder / f"snapshot-{day}.parquet"
+        pq.write_table(features.filter(pc.equal(features.column("event_date"), pa.scalar(day, pa.date32()))), path)
+        snapshot = load_snapshot(path)
+        instances = [ScoreInstance(domain_code=d) for d in snapshot.rows]
+        state = ServingState(model=model, snapshot=snapshot)
+        for result in score_instances(state, instances, explain=True, top_k=TOP_REASONS):
+            row: dict[str, Any] = {
+                "domain_code": result["domain_code"],
+                "event_date": result["as_of"],
+                "risk_score": result["risk_score"],
+                "churn": result["churn"],
+                "threshold": result["threshold"],
+                "model_name": model.ref.name,
+                "model_version": result["model_version"],
+                "scored_at": None,
+            }
+            items = result["explanation"]["contributions"]
+            for k in range(1, TOP_REASONS + 1):
+                feature, value, contribution = reason_columns(k)
+                item = items[k - 1] if k <= len(items) else None
+                row[feature] = item["feature"] if item else None
+                row[value] = format_value(item["value"]) if item else None
+                row[contribution] = item["contribution"] if item else None
+            expected[(row["domain_code"], row["event_date"])] = row
+    return expected
 
 
 def serving_settings(snapshot: Path, cache: Path, **overrides: Any) -> ServingSettings:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS
+from wikichurn.core.churn import KEY_COLUMNS, feature_columns
 from wikichurn.core.tables import (
     GOLD_DAILY,
     GOLD_FEATURES,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import psycopg
     from pyspark.sql import SparkSession
 
-    from wikichurn.core.settings import Settings
+    from wikichurn.core.settings import ChurnSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -72,31 +72,43 @@ class WarehouseTable:
     required: bool = True
 
 
-_FEATURES = (*KEY_COLUMNS, *(c for c in FEATURE_COLUMNS if c not in KEY_COLUMNS))  # the committed window's names
+def warehouse_tables(churn: ChurnSettings | None = None) -> tuple[WarehouseTable, ...]:
+    """The exported tables, in export order; ``gold_churn_features`` exports the keys and the feature
+    columns of ``churn``'s definition (their past-window names follow ``window_days``), never its labels.
 
-TABLES: tuple[WarehouseTable, ...] = (
-    WarehouseTable(GOLD_DAILY, ("domain_code", "event_date"), "domain_code", ("event_date",)),
-    WarehouseTable(GOLD_FEATURES, ("domain_code", "event_date"), "domain_code", ("event_date",), columns=_FEATURES),
-    WarehouseTable(GOLD_KPIS_DAILY, ("event_date",), None, ("event_date",), required=False),
-    WarehouseTable(GOLD_KPIS_DOMAIN, ("domain_code",), "domain_code", ("domain_code",), required=False),
-    WarehouseTable(
-        GOLD_KPIS_WEEKLY,
-        ("level", "domain_code", "week_start"),
-        "domain_code",
-        ("week_start",),
-        nullable_key=("domain_code",),
-        required=False,
-    ),
-    WarehouseTable(
-        GOLD_KPIS_MONTHLY,
-        ("level", "domain_code", "month_start"),
-        "domain_code",
-        ("month_start",),
-        nullable_key=("domain_code",),
-        required=False,
-    ),
-    WarehouseTable(GOLD_QUALITY_SPIKES, ("domain_code", "event_date"), "domain_code", ("event_date",), required=False),
-)
+    Args:
+        churn: the churn definition the lake's features were built with (default: the committed one).
+    """
+    features = (*KEY_COLUMNS, *(c for c in feature_columns(churn) if c not in KEY_COLUMNS))
+    return (
+        WarehouseTable(GOLD_DAILY, ("domain_code", "event_date"), "domain_code", ("event_date",)),
+        WarehouseTable(GOLD_FEATURES, ("domain_code", "event_date"), "domain_code", ("event_date",), columns=features),
+        WarehouseTable(GOLD_KPIS_DAILY, ("event_date",), None, ("event_date",), required=False),
+        WarehouseTable(GOLD_KPIS_DOMAIN, ("domain_code",), "domain_code", ("domain_code",), required=False),
+        WarehouseTable(
+            GOLD_KPIS_WEEKLY,
+            ("level", "domain_code", "week_start"),
+            "domain_code",
+            ("week_start",),
+            nullable_key=("domain_code",),
+            required=False,
+        ),
+        WarehouseTable(
+            GOLD_KPIS_MONTHLY,
+            ("level", "domain_code", "month_start"),
+            "domain_code",
+            ("month_start",),
+            nullable_key=("domain_code",),
+            required=False,
+        ),
+        WarehouseTable(
+            GOLD_QUALITY_SPIKES, ("domain_code", "event_date"), "domain_code", ("event_date",), required=False
+        ),
+    )
+
+
+# The tables of the committed churn definition; an export uses those of its settings' definition.
+TABLES: tuple[WarehouseTable, ...] = warehouse_tables()
 
 
 @dataclass
@@ -310,13 +322,16 @@ def export_tables(
 def read_lake_tables(
     spark: SparkSession, settings: Settings
 ) -> tuple[list[tuple[WarehouseTable, pa.Table]], list[str]]:
-    """The exported tables as Arrow, read through the lake (either table format); plus skipped names."""
+    """The exported tables as Arrow, read through the lake (either table format); plus skipped names.
+
+    The feature table's columns are those of ``settings.churn`` (the definition the lake was built with).
+    """
     from wikichurn.pipeline.lakehouse.lake import Lake
 
     lake = Lake(spark, settings)
     found: list[tuple[WarehouseTable, pa.Table]] = []
     skipped: list[str] = []
-    for spec in TABLES:
+    for spec in warehouse_tables(settings.churn):
         if not lake.exists(spec.name):
             if spec.required:
                 where = lake.path(spec.name)

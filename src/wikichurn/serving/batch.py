@@ -1,11 +1,25 @@
 """Batch scoring: every domain on every complete day, with the production model, into ``gold_churn_scores``.
 
 The rows are the feature rows the API scores (``gold_churn_features`` on days with all their hourly
-files, exactly what ``wikichurn features export`` puts in the serving snapshot), and they are scored
-by the API's own code: each day becomes a :class:`~wikichurn.serving.snapshot.FeatureSnapshot` that
-:func:`~wikichurn.serving.scoring.score_instances` scores with one booster call (plus one for the
-explanations), and the model comes from the same registry loader as ``wikichurn serve``. So a row of
-``gold_churn_scores`` is, field for field, what ``POST /score`` answers for that domain and day.
+files, exactly what ``wikichurn features export`` puts in the serving snapshot), and the model comes
+from the same registry loader as ``wikichurn serve``. The job is column-wise, never per row:
+
+- the unscored days' feature rows are read once, as one Arrow table (``DataFrame.toArrow``);
+- :func:`score_features` cuts it into chunks of :data:`CHUNK_ROWS` rows; each chunk is encoded
+  column by column with :meth:`~wikichurn.training.model.ChurnScorer.encode_columns` (the serving
+  path's encoder), scored with one booster call and explained with one ``pred_contrib`` call, so
+  the largest array of a run (a chunk's contributions) is bounded whatever the number of rows;
+- the top :data:`TOP_REASONS` reasons are a stable sort on ``-|contribution|`` over the chunk
+  (:func:`top_reasons`), the ranking and tie-breaking of the API's explanation, and their values are
+  formatted as :func:`format_value` does (``repr`` of a number, a category as is, null for a
+  missing or infinite value);
+- the scores are one Arrow table with exactly the contract's columns, written with
+  ``spark.createDataFrame(table, schema)`` in one commit.
+
+So a row of ``gold_churn_scores`` is, field for field, what ``POST /score``
+(:func:`~wikichurn.serving.scoring.score_instances` with ``explain`` and ``top_k=TOP_REASONS``)
+answers for that domain and day; ``tests/serving/test_batch.py`` checks it against
+``score_instances`` row by row, on NaN features, ties and unknown categories as well.
 
 Incremental and idempotent: a run scores only the days the serving version has not scored yet, and
 writes them in one commit (a ``MERGE`` on Delta keyed by domain, day and version), so a second run
@@ -19,32 +33,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
 
 from wikichurn.core.churn import KEY_COLUMNS, feature_columns
 from wikichurn.core.settings import tracking_uri
 from wikichurn.core.tables import (
     GOLD_FEATURES,
     GOLD_SCORES,
-    SCORE_COLUMNS,
     SCORE_KEYS,
     SCORES_SCHEMA,
     TOP_REASONS,
     reason_columns,
 )
 from wikichurn.serving.registry import LoadedModel, RegistryModelLoader, build_loaded_model
-from wikichurn.serving.schemas import ScoreInstance
-from wikichurn.serving.scoring import ServingState, score_instances
-from wikichurn.serving.snapshot import FeatureSnapshot, SnapshotRow
 
 if TYPE_CHECKING:
-    import pandas as pd
     from pyspark.sql import SparkSession
 
     from wikichurn.core.settings import Settings
@@ -140,69 +150,122 @@ def mlflow_pointed_at(uri: str) -> Iterator[None]:
 
 # -- pure scoring --------------------------------------------------------------------------------
 
+# Rows per booster call: the contributions of a chunk (rows x (features + 1) doubles, 32 MB for 61
+# columns) are the largest array of a run, so the chunk bounds the run's memory whatever its rows.
+CHUNK_ROWS = 65_536
 
-def feature_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Feature rows as the serving snapshot holds them: plain Python values, NaN as None.
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),  # naive UTC, as PySpark reads it under the session's TZ=UTC
+    "double": pa.float64(),
+    "bigint": pa.int64(),
+    "int": pa.int32(),
+    "boolean": pa.bool_(),
+}
+# ``gold_churn_scores`` as Arrow: the table's columns, types and nullability, in order.
+SCORES_ARROW_SCHEMA = pa.schema([pa.field(c.name, _ARROW_TYPES[c.type], c.nullable) for c in SCORES_SCHEMA])
 
-    The frame goes through Arrow, as the snapshot's parquet file does, so a value the API reads
-    from the snapshot and a value scored here are the same Python object.
-    """
-    import pyarrow as pa
 
-    records = pa.Table.from_pandas(frame, preserve_index=False).to_pylist()
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in records]
+def score_features(
+    model: LoadedModel,
+    features: pa.Table,
+    scored_at: datetime | None = None,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> pa.Table:
+    """Score feature rows of any days, column-wise, ``chunk_rows`` rows per booster call.
 
-
-def score_records(
-    model: LoadedModel, records: list[dict[str, Any]], scored_at: datetime | None = None
-) -> list[dict[str, Any]]:
-    """Score feature rows of any days: one :func:`score_instances` call (one booster call) per day.
+    Each chunk is encoded with :meth:`~wikichurn.training.model.ChurnScorer.encode_columns` (the
+    serving path's encoder), scored with one booster call and explained with one ``pred_contrib``
+    call; its reasons are the first :data:`TOP_REASONS` of a stable sort on the absolute
+    contributions (:func:`top_reasons`), as :func:`~wikichurn.serving.scoring.score_instances` ranks
+    them. So each row is what ``POST /score`` with ``explain`` answers for that domain and day.
 
     Args:
         model: the loaded model (:func:`load_production_model`).
-        records: :func:`feature_records` rows with ``domain_code`` and ``event_date``.
+        features: ``domain_code``, ``event_date`` and the model's feature columns, as
+            ``gold_churn_features`` holds them (nulls are missing values), one row per domain and day.
         scored_at: the run's timestamp (naive UTC; default now).
+        chunk_rows: rows per booster call.
 
     Returns:
-        One :data:`SCORE_COLUMNS` dict per row that could be scored.
+        One row per feature row, in their order, with exactly :data:`SCORE_COLUMNS`
+        (:data:`SCORES_ARROW_SCHEMA`).
     """
-    scored_at = scored_at or datetime.now(UTC).replace(tzinfo=None)
-    by_day: dict[date, dict[str, SnapshotRow]] = defaultdict(dict)
-    for record in records:
-        features = {k: v for k, v in record.items() if k != "event_date"}
-        by_day[record["event_date"]][str(record["domain_code"])] = SnapshotRow(record["event_date"], features)
-    out: list[dict[str, Any]] = []
-    for day in sorted(by_day):
-        rows = by_day[day]
-        state = ServingState(model=model, snapshot=FeatureSnapshot(path=GOLD_FEATURES, as_of=day, rows=rows))
-        instances = [ScoreInstance(domain_code=domain) for domain in rows]
-        for result in score_instances(state, instances, explain=True, top_k=TOP_REASONS):
-            if "error" in result:  # cannot happen for a snapshot row, but never lose the others
-                log.warning("not scored: %s on %s: %s", result["domain_code"], day, result["error"]["message"])
-                continue
-            out.append(_score_row(model, result, scored_at))
-    return out
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    stamp = scored_at or datetime.now(UTC).replace(tzinfo=None)
+    chunks = [
+        _score_chunk(model, features.slice(start, chunk_rows), stamp)
+        for start in range(0, features.num_rows, chunk_rows)
+    ]
+    return pa.concat_tables(chunks) if chunks else SCORES_ARROW_SCHEMA.empty_table()
 
 
-def _score_row(model: LoadedModel, result: dict[str, Any], scored_at: datetime) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "domain_code": result["domain_code"],
-        "event_date": result["as_of"],
-        "risk_score": result["risk_score"],
-        "churn": bool(result["churn"]),
-        "threshold": result["threshold"],
-        "model_name": model.ref.name,
-        "model_version": model.version,
-        "scored_at": scored_at,
+def _score_chunk(model: LoadedModel, chunk: pa.Table, scored_at: datetime) -> pa.Table:
+    scorer = model.scorer
+    n = chunk.num_rows
+    columns: dict[str, np.ndarray] = {
+        name: _categories(chunk.column(name)) if name in scorer.categories else _numbers(chunk.column(name))
+        for name in scorer.features
     }
-    contributions = result["explanation"]["contributions"]
+    matrix = scorer.encode_columns(columns, n)
+    risk = scorer.predict_proba(matrix)
+    # TreeSHAP is nearly all of a run's time: every core here (the API uses one thread for its few
+    # rows). Each row is computed on its own, so the values do not depend on the thread count.
+    contributions = np.asarray(scorer.booster.predict(matrix, pred_contrib=True, num_threads=0), dtype="float64")
+    per_feature = contributions.reshape(n, len(scorer.features) + 1)[:, :-1]
+    top = top_reasons(per_feature, TOP_REASONS)
+    names = np.asarray(scorer.features, dtype=object)
+    threshold = scorer.threshold
+    data: dict[str, Any] = {
+        "domain_code": chunk.column("domain_code"),
+        "event_date": chunk.column("event_date"),
+        "risk_score": risk,
+        "churn": risk >= threshold,
+        "threshold": np.full(n, threshold),
+        "model_name": pa.repeat(pa.scalar(model.ref.name, pa.string()), n),
+        "model_version": pa.repeat(pa.scalar(model.version, pa.string()), n),
+        "scored_at": pa.repeat(pa.scalar(scored_at, pa.timestamp("us")), n),
+    }
+    rows = np.arange(n)
     for k in range(1, TOP_REASONS + 1):
         feature, value, contribution = reason_columns(k)
-        item = contributions[k - 1] if k <= len(contributions) else None
-        row[feature] = item["feature"] if item else None
-        row[value] = format_value(item["value"]) if item else None
-        row[contribution] = item["contribution"] if item else None
-    return row
+        if k <= top.shape[1]:
+            j = top[:, k - 1]
+            data[feature] = names[j]
+            data[value] = _reason_values(scorer.categories, columns, matrix, j, names)
+            data[contribution] = per_feature[rows, j]
+        else:  # fewer features than reasons: the API lists fewer contributions
+            data[feature] = data[value] = data[contribution] = pa.nulls(n)
+    arrays = [_as_arrow(data[f.name], f.type) for f in SCORES_ARROW_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SCORES_ARROW_SCHEMA)
+
+
+def top_reasons(contributions: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the positions of its ``k`` largest absolute contributions, largest first.
+
+    A stable sort on ``-|contribution|``, row by row, exactly as the API's explanation ranks one
+    row: ties keep the features' order.
+    """
+    return np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+
+
+def _reason_values(
+    categorical: Collection[str],
+    columns: dict[str, np.ndarray],
+    matrix: np.ndarray,
+    picked: np.ndarray,
+    names: np.ndarray,
+) -> np.ndarray:
+    """The value of feature ``picked[i]`` on row ``i`` as reason text (see :func:`format_value`)."""
+    out = format_values(matrix[np.arange(len(picked)), picked])  # a number's encoded value is itself
+    for j, name in enumerate(names):
+        if name in categorical:  # the row's own category (as is, known to the model or not), not its code
+            at = picked == j
+            out[at] = columns[name][at]
+    return out
 
 
 def format_value(value: float | str | None) -> str | None:
@@ -210,6 +273,46 @@ def format_value(value: float | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return repr(float(value))
+
+
+def format_values(numbers: np.ndarray) -> np.ndarray:
+    """:func:`format_value` of many numbers at once: ``repr`` of each finite one, None for the rest
+    (NaN, a missing value, and +-inf, which the API reports as null)."""
+    out = np.full(len(numbers), None, dtype=object)
+    finite = np.isfinite(numbers)
+    out[finite] = [repr(v) for v in numbers[finite].tolist()]
+    return out
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric feature column as float64, null as NaN (what the booster reads as missing)."""
+    if pa.types.is_boolean(column.type):
+        column = column.cast(pa.int8())
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype="float64")
+
+
+def _categories(column: pa.ChunkedArray) -> np.ndarray:
+    """A categorical feature column as an object array of its values, null as None."""
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _as_arrow(values: Any, kind: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values if values.type == kind else values.cast(kind)
+    return pa.array(values, kind)
+
+
+def unique_keys(features: pa.Table) -> pa.Table:
+    """``features`` with one row per domain and day, the last one of a key that appears twice."""
+    keys = list(KEY_COLUMNS)
+    if features.select(keys).group_by(keys).aggregate([]).num_rows == features.num_rows:
+        return features
+    numbered = features.select(keys).append_column("_row", pa.array(np.arange(features.num_rows)))
+    last = np.sort(numbered.group_by(keys).aggregate([("_row", "max")])["_row_max"].to_numpy())
+    log.warning(
+        "%s: %d repeated domain/day rows, scoring the last of each", GOLD_FEATURES, features.num_rows - len(last)
+    )
+    return features.take(last)
 
 
 # -- the job -------------------------------------------------------------------------------------
@@ -247,15 +350,16 @@ def run_scoring(spark: SparkSession, settings: Settings, model: LoadedModel | No
         days -= {r[0] for r in done.select("event_date").distinct().collect()}
     if days:
         columns = [*KEY_COLUMNS, *(c for c in feature_columns(model.churn) if c not in KEY_COLUMNS)]
-        frame = complete.where(F.col("event_date").isin(sorted(days))).select(*columns).toPandas()
-        rows = score_records(model, feature_records(frame))
-        log.info("%s: writing %d rows for %d day(s) in one commit", GOLD_SCORES, len(rows), len(days))
-        scores = spark.createDataFrame([tuple(r[c] for c in SCORE_COLUMNS) for r in rows], struct_type(SCORES_SCHEMA))
+        features = unique_keys(complete.where(F.col("event_date").isin(sorted(days))).select(*columns).toArrow())
+        table = score_features(model, features)
+        del features  # the scores are all the write needs
+        log.info("%s: writing %d rows for %d day(s) in one commit", GOLD_SCORES, table.num_rows, len(days))
+        scores = spark.createDataFrame(table, struct_type(SCORES_SCHEMA))
         if lake.format == "delta":
             lake.upsert(scores, GOLD_SCORES, keys=SCORE_KEYS, partition_by=())
         else:  # parquet (the JVM lane): only unscored days are here, so appending cannot duplicate
             lake.append(scores, GOLD_SCORES)
-        result.days, result.rows = sorted(days), len(rows)
+        result.days, result.rows = sorted(days), table.num_rows
     result.seconds = time.monotonic() - started
     log.info(result.describe())
     return result
