@@ -106,6 +106,27 @@ def test_only_unscored_days_are_scored(scored_lake: ScoredLake, spark: SparkSess
     pd.testing.assert_frame_equal(after[same], before[same])
 
 
+def test_a_backfill_over_the_message_limit_is_written_in_commits_of_whole_days(
+    scored_lake: ScoredLake, spark: SparkSession
+) -> None:
+    """Scores over ``max_write_bytes`` go in several commits, each of whole days, with the same rows."""
+    settings = scored_lake.settings
+    before = _scores(settings).sort_values(["domain_code", "event_date"]).reset_index(drop=True)
+    last3 = sorted(set(before["event_date"]))[-3:]
+    lake = Lake(spark, settings)
+    lake.delete_where(GOLD_SCORES, f"event_date >= DATE'{last3[0].isoformat()}'")
+    path = f"{settings.lake_uri}/{GOLD_SCORES}"
+    version = DeltaTable(path).version()
+    result = run_scoring(spark, settings, max_write_bytes=1)  # every day is over the limit: a commit each
+    assert result.days == last3
+    assert DeltaTable(path).version() == version + 3
+    after = _scores(settings).sort_values(["domain_code", "event_date"]).reset_index(drop=True)
+    same = [c for c in SCORE_COLUMNS if c != "scored_at"]
+    pd.testing.assert_frame_equal(after[same], before[same])
+    written = DeltaTable(path).history(3)
+    assert all(entry["operation"] == "MERGE" for entry in written)
+
+
 def _complete_features(settings: Settings, model_features: list[str]) -> pa.Table:
     """The rows ``run_scoring`` scores, read with the independent ``deltalake`` reader."""
     table = DeltaTable(f"{settings.lake_uri}/{GOLD_FEATURES}").to_pyarrow_table()

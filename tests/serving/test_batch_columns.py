@@ -10,7 +10,7 @@ side through the snapshot file and loader it serves from, and every field of eve
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS
 from wikichurn.core.tables import SCORE_COLUMNS, TOP_REASONS, reason_columns
 from wikichurn.serving.batch import (
     SCORES_ARROW_SCHEMA,
+    day_batches,
     format_value,
     format_values,
     score_features,
@@ -182,3 +183,17 @@ def test_repeated_keys_score_the_last_row_once(model: LoadedModel, features: pa.
     kept = unique_keys(doubled)
     assert kept.num_rows == 16 and kept.column("count_views").to_pylist().count(10**9) == 1
     assert kept.equals(pa.concat_tables([features.slice(0, 5), features.slice(6, 10), second]))
+
+
+def test_day_batches_cut_between_days_under_the_byte_limit() -> None:
+    days = [date(2024, 1, 1 + i % 5) for i in range(500)]  # 5 days, shuffled across the rows
+    table = pa.table({"event_date": pa.array(days, pa.date32()), "x": pa.array(np.arange(500.0))})
+    assert day_batches(table, table.nbytes) == [table]  # under the limit: untouched, one commit
+    per_day = table.nbytes / 5
+    parts = day_batches(table, int(2 * per_day) + 1)
+    assert [p.num_rows for p in parts] == [200, 200, 100]
+    seen = [set(p.column("event_date").to_pylist()) for p in parts]
+    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1 :])  # no day in two commits
+    assert sorted(pa.concat_tables(parts).column("x").to_pylist()) == list(np.arange(500.0))
+    single = day_batches(table, 1)  # one day over the limit still goes whole
+    assert [p.num_rows for p in single] == [100] * 5

@@ -14,7 +14,8 @@ from the same registry loader as ``wikichurn serve``. The job is column-wise, ne
   formatted as :func:`format_value` does (``repr`` of a number, a category as is, null for a
   missing or infinite value);
 - the scores are one Arrow table with exactly the contract's columns, written with
-  ``spark.createDataFrame(table, schema)`` in one commit.
+  ``spark.createDataFrame(table, schema)`` in one commit (in several of whole days when the table is
+  over :data:`MAX_WRITE_BYTES`, a Spark Connect message's limit: see :func:`day_batches`).
 
 So a row of ``gold_churn_scores`` is, field for field, what ``POST /score``
 (:func:`~wikichurn.serving.scoring.score_instances` with ``explain`` and ``top_k=TOP_REASONS``)
@@ -315,16 +316,52 @@ def unique_keys(features: pa.Table) -> pa.Table:
     return features.take(last)
 
 
+# Spark Connect sends a local table in one gRPC message and refuses messages over 128 MB (and Sail
+# does not take PySpark's cached-relation fallback for larger ones): a backfill of more than about
+# two years x 1,000 domains is written in several commits, each of whole days.
+MAX_WRITE_BYTES = 64 * 2**20
+
+
+def day_batches(table: pa.Table, max_bytes: int = MAX_WRITE_BYTES) -> list[pa.Table]:
+    """``table`` in slices of whole ``event_date`` days, each under ``max_bytes`` unless one day is larger.
+
+    Whole days, because a run skips the days its model version has scored: a run killed between
+    two commits leaves whole days done, and the next run scores the rest.
+    """
+    if table.num_rows == 0 or table.nbytes <= max_bytes:
+        return [table]
+    ordered = table.sort_by("event_date")
+    dates = ordered.column("event_date").to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]]).tolist()  # first row of each day
+    per_row = ordered.nbytes / ordered.num_rows
+    parts: list[pa.Table] = []
+    begin = 0
+    for day_start, day_end in zip(starts, [*starts[1:], ordered.num_rows], strict=True):
+        if day_start > begin and (day_end - begin) * per_row > max_bytes:
+            parts.append(ordered.slice(begin, day_start - begin))
+            begin = day_start
+    parts.append(ordered.slice(begin))
+    return parts
+
+
 # -- the job -------------------------------------------------------------------------------------
 
 
-def run_scoring(spark: SparkSession, settings: Settings, model: LoadedModel | None = None) -> ScoreRunResult:
-    """Score the complete days the serving version has not scored yet and write them in one commit.
+def run_scoring(
+    spark: SparkSession,
+    settings: Settings,
+    model: LoadedModel | None = None,
+    *,
+    max_write_bytes: int = MAX_WRITE_BYTES,
+) -> ScoreRunResult:
+    """Score the complete days the serving version has not scored yet and write them in one commit
+    (several, of whole days, when the scores are over ``max_write_bytes``: see :func:`day_batches`).
 
     Args:
         spark: the session from :func:`wikichurn.pipeline.spark.build_spark`.
         settings: the lake and the registry (``serving.model_name`` / ``model_alias``).
         model: the model to score with (default: :func:`load_production_model`).
+        max_write_bytes: the largest Arrow table sent to the engine in one write.
 
     Raises:
         NoProductionModelError: no model holds the production alias.
@@ -353,12 +390,15 @@ def run_scoring(spark: SparkSession, settings: Settings, model: LoadedModel | No
         features = unique_keys(complete.where(F.col("event_date").isin(sorted(days))).select(*columns).toArrow())
         table = score_features(model, features)
         del features  # the scores are all the write needs
-        log.info("%s: writing %d rows for %d day(s) in one commit", GOLD_SCORES, table.num_rows, len(days))
-        scores = spark.createDataFrame(table, struct_type(SCORES_SCHEMA))
-        if lake.format == "delta":
-            lake.upsert(scores, GOLD_SCORES, keys=SCORE_KEYS, partition_by=())
-        else:  # parquet (the JVM lane): only unscored days are here, so appending cannot duplicate
-            lake.append(scores, GOLD_SCORES)
+        parts = day_batches(table, max_write_bytes)
+        commits = "one commit" if len(parts) == 1 else f"{len(parts)} commits of whole days"
+        log.info("%s: writing %d rows for %d day(s) in %s", GOLD_SCORES, table.num_rows, len(days), commits)
+        for part in parts:
+            scores = spark.createDataFrame(part, struct_type(SCORES_SCHEMA))
+            if lake.format == "delta":
+                lake.upsert(scores, GOLD_SCORES, keys=SCORE_KEYS, partition_by=())
+            else:  # parquet (the JVM lane): only unscored days are here, so appending cannot duplicate
+                lake.append(scores, GOLD_SCORES)
         result.days, result.rows = sorted(days), table.num_rows
     result.seconds = time.monotonic() - started
     log.info(result.describe())
