@@ -9,6 +9,10 @@ numbers (tested bit for bit against ``Booster.predict``).
 
 A fast config holds per-call buffers, so calls on one config are serialised with a lock (never
 contended on the service's event loop; batches from other threads simply wait their turn).
+
+The C functions are reached through ``lightgbm.basic`` (its loaded library and error check), which
+is not public API: the package is pinned below 5, and ``tests/training/test_model.py`` compares
+this path with ``Booster.predict`` bit for bit on every install.
 """
 
 from __future__ import annotations
