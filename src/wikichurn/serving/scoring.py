@@ -36,7 +36,6 @@ _DATES_RE = re.compile(r"\d{4}-\d{2}-\d{2}(?:\|\d{4}-\d{2}-\d{2})*")  # "|".join
 MIN_DATE = date(1970, 1, 1)
 MAX_DATE = date(2199, 12, 31)
 _EPOCH = date(1970, 1, 1)
-_MIN_DAY, _MAX_DAY = np.datetime64(MIN_DATE, "D"), np.datetime64(MAX_DATE, "D")
 _MIN_I, _MAX_I = (MIN_DATE - _EPOCH).days, (MAX_DATE - _EPOCH).days
 _DIGIT_COLUMNS, _DASH_COLUMNS = [0, 1, 2, 3, 5, 6, 8, 9], [4, 7]  # of YYYY-MM-DD
 _MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
@@ -188,15 +187,12 @@ def history_windows(
     lengths = np.fromiter((len(i.daily_views or ()) for i in instances), "int64", n)
     suspect = lengths == 0
     entries = [entry for i in instances for entry in i.daily_views or ()]
-    owners = np.repeat(np.arange(n), lengths)
     parsed = _parse_all(list(map(itemgetter("date"), entries)), list(map(itemgetter("views"), entries)))
     if parsed is None:  # some entry of the batch is odd: each instance is checked on its own
-        suspect[:] = True
-        days_i = views = np.zeros(len(owners), dtype="int64")
-    else:
-        days_i, views = parsed
-        bad = (days_i < _MIN_I) | (days_i > _MAX_I) | (views < 0) | (views > MAX_VIEWS)
-        suspect |= np.bincount(owners[bad], minlength=n) > 0
+        return _one_by_one(instances, churn, max_history_days)
+    days_i, views = parsed
+    owners = np.repeat(np.arange(n), lengths)
+    suspect |= np.bincount(owners[_out_of_range(days_i, views)], minlength=n) > 0
     # Sorted by (instance, day): each instance is one run, its first and last days at the ends.
     order = np.lexsort((days_i, owners))
     days_s, views_s, owners_s = days_i[order], views[order], owners[order]
@@ -216,19 +212,15 @@ def history_windows(
     suspect |= (as_of - first + 1 > max_history_days) | (start == never) | (as_of - start + 1 < churn.window_days + 1)
 
     problems: list[ItemProblem | None] = [None] * n
-    fast = ~suspect
-    slow: dict[int, History] = {}
     for k in np.flatnonzero(suspect).tolist():
         instance = instances[k]
         try:
-            slow[k] = history_from_views(instance.domain_code, instance.daily_views or [], churn, max_history_days)
+            history_from_views(instance.domain_code, instance.daily_views or [], churn, max_history_days)
         except ItemProblem as problem:  # the exact message for the instance's first bad entry
             problems[k] = problem
-    keep = fast.copy()
-    for k, history in slow.items():  # flagged only because another entry of the batch was odd
-        keep[k] = True
-        start[k] = (history.first - _EPOCH).days
-        as_of[k] = start[k] + len(history.views) - 1
+        else:  # the checks above flagged what the rules accept: the rules decide, one by one
+            return _one_by_one(instances, churn, max_history_days)
+    keep = ~suspect
     if not keep.any():
         return None, problems
     rows_of = np.cumsum(keep) - 1  # an instance's row among the scored ones
@@ -236,11 +228,8 @@ def history_windows(
     # One row per scored instance, day t last: NaN before the domain's first day, else 0 until filled.
     matrix = np.where(np.arange(look + 1) >= look - position[:, None], 0.0, np.nan)
     offsets = days_s - as_of[owners_s]
-    use = fast[owners_s] & (offsets >= -look) & (days_s >= start[owners_s])
+    use = keep[owners_s] & (offsets >= -look) & (days_s >= start[owners_s])
     matrix[rows_of[owners_s[use]], look + offsets[use]] = views_s[use]
-    for k, history in slow.items():
-        tail = history.views[-(look + 1) :]
-        matrix[rows_of[k], look + 1 - len(tail) :] = tail
     domains = [instances[k].domain_code for k in np.flatnonzero(keep).tolist()]
     return tail_windows(matrix, as_of[keep].astype("datetime64[D]"), position, domains), problems
 
@@ -342,26 +331,27 @@ def _entries(daily_views: Sequence[DailyViews]) -> tuple[np.ndarray, np.ndarray]
     """Days (since 1970-01-01) and views of a history, every entry checked.
 
     A clean history is checked all at once (one regular expression over the joined dates, so only
-    ``YYYY-MM-DD`` passes, then numpy parses them, refusing impossible days); anything else is
-    checked entry by entry, which names the first bad one exactly.
+    ``YYYY-MM-DD`` passes, then numpy parses them, refusing impossible days: for one history of
+    ~70 days about 3x faster than the byte-level :func:`_parse_all`, which wins on whole batches);
+    anything else is checked entry by entry, which names the first bad one exactly.
     """
     texts = [entry["date"] for entry in daily_views]
     counts = [entry["views"] for entry in daily_views]
     if not _DATES_RE.fullmatch("|".join(texts)):
         return _entries_one_by_one(texts, counts)
     try:
-        days = np.array(texts, dtype="datetime64[D]")
+        days = np.array(texts, dtype="datetime64[D]").astype("int64")
         views = np.array(counts, dtype="int64")
     except (ValueError, OverflowError, TypeError):
         return _entries_one_by_one(texts, counts)
-    clean = (
-        bool(((days >= _MIN_DAY) & (days <= _MAX_DAY)).all())
-        and bool(((views >= 0) & (views <= MAX_VIEWS)).all())
-        and len(np.unique(days)) == len(days)
-    )
-    if not clean:
+    if _out_of_range(days, views).any() or len(np.unique(days)) != len(days):
         return _entries_one_by_one(texts, counts)
-    return days.astype("int64"), views
+    return days, views
+
+
+def _out_of_range(days: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """Entries whose day is outside MIN_DATE..MAX_DATE or whose views are outside [0, MAX_VIEWS]."""
+    return np.asarray((days < _MIN_I) | (days > _MAX_I) | (views < 0) | (views > MAX_VIEWS))
 
 
 def _entries_one_by_one(texts: list[str], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
