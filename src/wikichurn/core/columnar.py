@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     import pandas as pd  # only domain_frame builds a DataFrame, and imports pandas when it does
 
 Columns = dict[str, np.ndarray]
-_RUNNING = ("days", "views", "zeros", "x", "xx", "y", "xy", "d", "dd")
-_QUANTITY = {name: i for i, name in enumerate(_RUNNING)}
+# The per-day quantities a window sums (see Windows.total), in the order of Windows._quantities.
+_QUANTITY = {name: i for i, name in enumerate(("days", "views", "zeros", "x", "xx", "y", "xy", "d", "dd"))}
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class Windows:
         return np.stack([valid, filled, self.views == 0, x, x * x, log, x * log, d, d * d])  # float64
 
     @cached_property
-    def _spans(self) -> dict[str, object]:
+    def _spans(self) -> dict[str, Any]:
+        """What :meth:`precompute` left: ``index`` (span -> column) and the ``(..., span)`` arrays."""
         return {}
 
     def precompute(self, spans: Sequence[tuple[int, int]]) -> None:
@@ -90,13 +91,11 @@ class Windows:
 
     def _precomputed(self, what: str, start: int, stop: int) -> np.ndarray | None:
         """``what`` (``totals``, ``mean``, ``std``, ``slope``) of a precomputed span, else None."""
-        index = self._spans.get("index")
-        k = index.get((start, stop)) if isinstance(index, dict) else None
+        k = self._spans.get("index", {}).get((start, stop))
         if k is None:
             return None
-        values = self._spans[what]
-        assert isinstance(values, np.ndarray)
-        return values[..., k]
+        values: np.ndarray = self._spans[what][..., k]
+        return values
 
     def total(self, quantity: str, start: int, stop: int) -> np.ndarray:
         """Sum of a quantity over ``t+start .. t+stop`` (inclusive). Quantities (over the days
