@@ -34,6 +34,7 @@ from wikichurn.core.featurespec import (
     LABEL_ONLY_COLUMNS,
     SEED_FEATURES,
     feature_columns,
+    keyed_feature_columns,
     label_columns,
     seed_features,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "SEED_FEATURES",
     "DomainInfo",
     "feature_columns",
+    "keyed_feature_columns",
     "label_columns",
     "parse_domain_code",
     "seed_features",

@@ -134,6 +134,11 @@ def feature_columns(churn: ChurnSettings | None = None) -> tuple[str, ...]:
     return tuple(f.name for f in feature_spec(churn) if not f.label)
 
 
+def keyed_feature_columns(churn: ChurnSettings | None = None) -> tuple[str, ...]:
+    """The keys, then the model-input columns after them: what a scoring or export job reads."""
+    return (*KEY_COLUMNS, *(c for c in feature_columns(churn) if c not in KEY_COLUMNS))
+
+
 def label_columns(horizon_days: int | None = None) -> tuple[str, ...]:
     """Columns computed from the future (never features); default horizon: the committed one."""
     horizon = ChurnSettings().horizon_days if horizon_days is None else horizon_days

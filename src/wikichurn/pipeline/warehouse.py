@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from wikichurn.core.churn import KEY_COLUMNS, feature_columns
+from wikichurn.core.churn import keyed_feature_columns
 from wikichurn.core.tables import (
     GOLD_DAILY,
     GOLD_FEATURES,
@@ -79,10 +79,15 @@ def warehouse_tables(churn: ChurnSettings | None = None) -> tuple[WarehouseTable
     Args:
         churn: the churn definition the lake's features were built with (default: the committed one).
     """
-    features = (*KEY_COLUMNS, *(c for c in feature_columns(churn) if c not in KEY_COLUMNS))
     return (
         WarehouseTable(GOLD_DAILY, ("domain_code", "event_date"), "domain_code", ("event_date",)),
-        WarehouseTable(GOLD_FEATURES, ("domain_code", "event_date"), "domain_code", ("event_date",), columns=features),
+        WarehouseTable(
+            GOLD_FEATURES,
+            ("domain_code", "event_date"),
+            "domain_code",
+            ("event_date",),
+            columns=keyed_feature_columns(churn),
+        ),
         WarehouseTable(GOLD_KPIS_DAILY, ("event_date",), None, ("event_date",), required=False),
         WarehouseTable(GOLD_KPIS_DOMAIN, ("domain_code",), "domain_code", ("domain_code",), required=False),
         WarehouseTable(

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from wikichurn.core.churn import KEY_COLUMNS, feature_columns
+from wikichurn.core.churn import KEY_COLUMNS, keyed_feature_columns
 from wikichurn.core.settings import tracking_uri
 from wikichurn.core.tables import (
     GOLD_FEATURES,
@@ -386,7 +386,7 @@ def run_scoring(
         done = lake.read(GOLD_SCORES).where(F.col("model_version") == F.lit(model.version))
         days -= {r[0] for r in done.select("event_date").distinct().collect()}
     if days:
-        columns = [*KEY_COLUMNS, *(c for c in feature_columns(model.churn) if c not in KEY_COLUMNS)]
+        columns = keyed_feature_columns(model.churn)
         features = unique_keys(complete.where(F.col("event_date").isin(sorted(days))).select(*columns).toArrow())
         table = score_features(model, features)
         del features  # the scores are all the write needs

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from wikichurn.core.churn import KEY_COLUMNS, feature_columns
+from wikichurn.core.churn import keyed_feature_columns
 from wikichurn.training.config import SplitSettings
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def load_feature_data(settings: Settings, table: str, spark: SparkSession | None
         raise FileNotFoundError(f"feature table {table} not found at {location}: run `wikichurn pipeline run` first")
     version = feature_table_version(location, settings) if settings.table_format == "delta" else None
     df = lake.read_version(table, version) if version is not None else lake.read(table)
-    columns = [*KEY_COLUMNS, *(c for c in feature_columns(settings.churn) if c not in KEY_COLUMNS), LABEL]
+    columns = [*keyed_feature_columns(settings.churn), LABEL]
     rows = df.where("label_available AND churn IS NOT NULL").select(*columns).toPandas()
     frame = prepare_frame(rows)
     log.info("read %s rows of %s (version %s) from %s", f"{len(frame):,}", table, version, location)
