@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 # projectviews file but carries an impossible timestamp is still taken, so silver quarantines its
 # lines as unparseable instead of silently dropping them.
 RAW_KEY = re.compile(r"^\d{4}/\d{4}-\d{2}/projectviews-[^/]+$")
-# The same key, found at the end of whatever path form the engine reports (file:/, s3://, bare).
-_KEY_IN_PATH = r"(\d{4}/\d{4}-\d{2}/[^/]+)$"
+# Bronze reads only files whose keys match RAW_KEY, three segments each, so the key is the last three
+# segments of whatever path form the engine reports (file:/, s3://, bare). Taken with a string
+# function, not regexp_extract: a binaryFile read yields a batch per file, and Sail compiles the
+# pattern for every batch (measured: 2.5 of the 4 s of a year's bronze read, 8,734 files).
+_KEY_SEGMENTS = 3
 
 
 def is_raw_key(key: str) -> bool:
@@ -44,8 +47,9 @@ def build_bronze(files: DataFrame, raw_root: str, ingested_at: datetime) -> Data
         ``value``, ``_source_path``, ``_ingested_at``; empty lines (a trailing newline) dropped.
     """
     files = compat.distinct_files(files)
+    key = F.substring_index("path", "/", -_KEY_SEGMENTS)
     lines = files.select(
-        F.concat(F.lit(raw_root.rstrip("/") + "/"), F.regexp_extract("path", _KEY_IN_PATH, 1)).alias("_source_path"),
+        F.concat(F.lit(raw_root.rstrip("/") + "/"), key).alias("_source_path"),
         # make_valid_utf8, not a cast: Sail's cast fails the whole job on one invalid byte, and a raw
         # file is never trusted to be UTF-8. Invalid bytes become U+FFFD and the DQ rules judge the line.
         F.explode(F.split(F.make_valid_utf8("content"), "\n")).alias("value"),

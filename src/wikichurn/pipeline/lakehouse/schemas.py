@@ -118,11 +118,3 @@ FILE_HOURS_SCHEMA = StructType(
         StructField("_event_timestamp", TimestampType(), True),
     ]
 )
-
-REPEATED_DOMAINS_SCHEMA = StructType(
-    [
-        StructField("_event_timestamp", TimestampType(), False),
-        StructField("_domain", StringType(), False),
-        StructField("_domain_rows_in_hour", LongType(), False),
-    ]
-)

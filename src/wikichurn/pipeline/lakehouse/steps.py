@@ -24,7 +24,6 @@ from wikichurn.pipeline.lakehouse.schemas import (
     DQ_REPORT_SCHEMA,
     FILE_HOURS_SCHEMA,
     LEDGER_SCHEMA,
-    REPEATED_DOMAINS_SCHEMA,
     SOURCE_PATHS_SCHEMA,
 )
 from wikichurn.pipeline.lakehouse.silver import (
@@ -34,7 +33,7 @@ from wikichurn.pipeline.lakehouse.silver import (
     file_hours,
     parse_fields,
     quarantined_rows,
-    repeated_domain_hours,
+    rule_findings,
 )
 
 if TYPE_CHECKING:
@@ -165,31 +164,54 @@ def clear_unreported_silver(lake: Lake, pending: Pending) -> None:
             lake.delete_where(table, pending.condition)
 
 
-def classify_pending(lake: Lake, pending: Pending, first_hour: datetime) -> DataFrame:
-    """The pending bronze rows with their ``dq_reason``, as a plan over bronze.
+@dataclass(frozen=True)
+class Classified:
+    """The pending bronze rows with their ``dq_reason``, as two plans over bronze."""
 
-    The two small frames the rules need (each file's hour, the domains repeated in an hour) are
-    computed first and brought to the driver, so both joins against the 100 M-row side are
-    broadcasts on every engine; the plan then runs once per output table without any shuffle.
+    rows: DataFrame  # every pending row
+    suspects: DataFrame  # the rows of the files that can hold a quarantined row (see rule_findings)
+
+
+def classify_pending(lake: Lake, pending: Pending, first_hour: datetime) -> Classified:
+    """Apply the rules to the pending bronze rows.
+
+    The small frames the rules need (each file's hour, the domains repeated in an hour) are
+    computed first and brought to the driver, so the joins against the 100 M-row side are
+    broadcasts on every engine. The same aggregate names the files with flagged rows: the
+    quarantine then parses only those and the files of repeated domains' hours (a few in real
+    data), not every line a third time.
     """
     bronze = pending.of(lake.read(tables.BRONZE))
     paths = lake.frame(((p,) for p in pending.files), SOURCE_PATHS_SCHEMA)
-    hours = lake.frame(file_hours(paths).collect(), FILE_HOURS_SCHEMA)
+    hour_of = {r["_source_path"]: r["_event_timestamp"] for r in file_hours(paths).collect()}
+    hours = lake.frame(hour_of.items(), FILE_HOURS_SCHEMA)
     fields = parse_fields(bronze, hours, first_hour)
-    repeated = repeated_domain_hours(fields).collect()
-    log.info("silver: rules applied to %d files; %d domain-hours listed twice", len(pending.files), len(repeated))
-    return classify(fields, lake.frame(repeated, REPEATED_DOMAINS_SCHEMA))
+    findings = rule_findings(fields).collect()
+    repeated = [(r["_event_timestamp"], r["_domain"], r["_rows"]) for r in findings if r["_flagged_path"] is None]
+    flagged = {r["_flagged_path"] for r in findings if r["_flagged_path"] is not None}
+    repeated_hours = {hour for hour, _, _ in repeated}
+    suspects = sorted(flagged | {path for path, hour in hour_of.items() if hour in repeated_hours})
+    log.info(
+        "silver: rules applied to %d files; %d domain-hours listed twice; %d files to look at for the quarantine",
+        len(pending.files),
+        len(repeated),
+        len(suspects),
+    )
+    # The filter goes on bronze itself: the parse then runs on those files' rows only.
+    in_suspects = F.col("_source_path").isin(suspects) if suspects else F.lit(False)
+    suspect_fields = parse_fields(bronze.where(in_suspects), hours, first_hour)
+    return Classified(rows=classify(fields, repeated), suspects=classify(suspect_fields, repeated))
 
 
-def append_silver_clean(lake: Lake, classified: DataFrame) -> None:
+def append_silver_clean(lake: Lake, classified: Classified) -> None:
     """Append rows no rule flagged to ``silver_projectviews_clean`` (partitioned by day)."""
-    lake.append(clean_rows(classified), tables.SILVER_CLEAN, partition_by=["event_date"])
+    lake.append(clean_rows(classified.rows), tables.SILVER_CLEAN, partition_by=["event_date"])
     log.info("silver: clean rows appended")
 
 
-def append_quarantine(lake: Lake, classified: DataFrame) -> None:
+def append_quarantine(lake: Lake, classified: Classified) -> None:
     """Append flagged rows, with their raw line and reason, to ``silver_projectviews_quarantine``."""
-    lake.append(quarantined_rows(classified), tables.SILVER_QUARANTINE)
+    lake.append(quarantined_rows(classified.suspects), tables.SILVER_QUARANTINE)
     log.info("silver: quarantined rows appended")
 
 
