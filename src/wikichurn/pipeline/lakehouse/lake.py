@@ -141,6 +141,18 @@ class Lake:
         file source that carries each row's path on Sail and on Spark alike."""
         return self.spark.read.format("binaryFile").load(list(paths))
 
+    def read_folders(self, folders: Sequence[str], paths: Sequence[str]) -> DataFrame:
+        """The raw files ``paths``, read by listing the ``folders`` that hold them (``projectviews-*``
+        files only), as :meth:`read_files` gives them.
+
+        A file that lands in a folder after the run listed it is left for the next run: rows are
+        kept only for ``paths``, matched on their ``YYYY/YYYY-MM/name`` key (engines report paths
+        in several forms).
+        """
+        keys = [path.rsplit("/", 3)[-3:] for path in paths]
+        files = self.spark.read.format("binaryFile").option("pathGlobFilter", "projectviews-*").load(list(folders))
+        return files.where(F.substring_index("path", "/", -3).isin(["/".join(k) for k in keys]))
+
     def frame(self, rows: Iterable[Sequence[Any]], schema: StructType) -> DataFrame:
         """A small DataFrame of driver-side ``rows`` (ledger rows, reports, lookup tables).
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -119,6 +120,8 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
             candidates = [f for f in candidates if f.size <= limit]
         result.files_ignored = len(listing) - len(candidates)
         sizes = {store.uri(f.key): f.size for f in candidates}
+        # Raw files per folder, oversized ones included: bronze lists a folder only when all are new.
+        folder_files = Counter(store.uri(f.key).rsplit("/", 1)[0] for f in listing if is_raw_key(f.key))
     with result.timed("ledger"):
         # A previous run may have died between bronze and ledger; this also gives the known files.
         known = steps.reconcile_ledger(lake, sizes, run_at)
@@ -126,7 +129,7 @@ def run_pipeline(spark: SparkSession, settings: Settings, *, features: bool = Tr
     result.files_new = len(new_paths)
     if new_paths:
         with result.timed("bronze"):
-            steps.append_bronze(lake, new_paths, store.root, run_at, settings.pipeline.bronze_batch_files)
+            steps.append_bronze(lake, new_paths, store.root, run_at, settings.pipeline.bronze_batch_files, folder_files)
         with result.timed("ledger"):
             # Files with no lines leave no bronze row: name them so the ledger still records them.
             steps.reconcile_ledger(lake, sizes, run_at, expected=new_paths, known=known)

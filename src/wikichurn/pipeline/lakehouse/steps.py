@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -51,12 +51,60 @@ class ConservationError(RuntimeError):
 # --- bronze and its ledger -------------------------------------------------------------------
 
 
-def append_bronze(lake: Lake, paths: Sequence[str], raw_root: str, run_at: datetime, batch_files: int) -> None:
-    """Append the lines of the raw files ``paths`` to bronze, ``batch_files`` files per commit."""
-    for start in range(0, len(paths), batch_files):
-        batch = paths[start : start + batch_files]
-        lake.append(build_bronze(lake.read_files(batch), raw_root, run_at), tables.BRONZE)
-        log.info("bronze: appended %d files", len(batch))
+@dataclass(frozen=True)
+class BronzeBatch:
+    """The raw files of one bronze commit: whole folders, or a list of files."""
+
+    paths: list[str]
+    folders: list[str]  # empty: read ``paths`` one by one
+
+
+def bronze_batches(paths: Sequence[str], folder_files: Mapping[str, int], batch_files: int) -> list[BronzeBatch]:
+    """Cut the raw files ``paths`` into bronze commits of at most ``batch_files`` files.
+
+    A folder whose every raw file is in ``paths`` (``folder_files``: how many raw files each folder
+    holds) is read by listing it, which costs a fraction of looking up its files one by one (a
+    year's 8,734 files: 4.0 -> 2.3 s on Sail); runs of such folders share a commit. The other files
+    (a folder partly read before, or larger than a commit) are read as lists.
+    """
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        by_folder.setdefault(path.rsplit("/", 1)[0], []).append(path)
+    batches: list[BronzeBatch] = []
+    run: list[str] = []
+    loose: list[str] = []
+
+    def close_run() -> None:
+        if run:
+            batches.append(BronzeBatch(paths=[p for f in run for p in by_folder[f]], folders=list(run)))
+            run.clear()
+
+    for folder, files in sorted(by_folder.items()):
+        if len(files) == folder_files.get(folder) and len(files) <= batch_files:
+            if sum(len(by_folder[f]) for f in run) + len(files) > batch_files:
+                close_run()
+            run.append(folder)
+        else:
+            loose.extend(files)
+    close_run()
+    batches.extend(
+        BronzeBatch(paths=loose[start : start + batch_files], folders=[]) for start in range(0, len(loose), batch_files)
+    )
+    return batches
+
+
+def append_bronze(
+    lake: Lake, paths: Sequence[str], raw_root: str, run_at: datetime, batch_files: int, folder_files: Mapping[str, int]
+) -> None:
+    """Append the lines of the raw files ``paths`` to bronze, at most ``batch_files`` files per commit.
+
+    Args:
+        folder_files: how many raw files each folder of the listing holds (see :func:`bronze_batches`).
+    """
+    for batch in bronze_batches(paths, folder_files, batch_files):
+        files = lake.read_folders(batch.folders, batch.paths) if batch.folders else lake.read_files(batch.paths)
+        lake.append(build_bronze(files, raw_root, run_at), tables.BRONZE)
+        log.info("bronze: appended %d files", len(batch.paths))
 
 
 def reconcile_ledger(
