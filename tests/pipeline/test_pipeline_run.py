@@ -79,6 +79,25 @@ def test_first_run_builds_every_table(spark: SparkSession, lake_settings: Settin
     assert '"2024-01-01": 24' in report[0]["report"] and '"2024-01-02": 3' in report[0]["report"]
 
 
+def test_quarantine_finds_bad_rows_in_files_of_any_kind(spark: SparkSession, lake_settings: Settings) -> None:
+    # The quarantine reads only the files of hours the rules flagged: each kind must be among them.
+    write_raw(lake_settings, "projectviews-20240102-000000", ["en - 5 0", "en - 6 0", "de - 1 0"])  # a repeat only
+    write_raw(lake_settings, "projectviews-20240102-010000", ["fr - 1 0", "de - 2 0"])
+    write_raw(lake_settings, "projectviews-20240102-010005", ["fr - 2 0", "it - 3 0"])  # the same hour again
+    write_raw(lake_settings, "projectviews-20241301-000000", ["en - 1 0", "de - 1 0"])  # no such hour
+    write_raw(lake_settings, "projectviews-20240102-020000", ["en - 7 0", "de - x 0"])
+    write_raw(lake_settings, "projectviews-20240102-030000", ["en - 8 0", "de - 9 0"])  # all clean
+
+    result = run_pipeline(spark, lake_settings, features=False)
+
+    assert result.by_reason == {"duplicate_domain_in_hour": 4, "unparseable_file_name": 2, "non_numeric_count": 1}
+    clean = Lake(spark, lake_settings).read(tables.SILVER_CLEAN).select("domain_code", "count_views").collect()
+    assert sorted(tuple(r) for r in clean) == [
+        ("de", 1), ("de", 2), ("de", 9), ("en", 7), ("en", 8), ("it", 3),
+    ]  # fmt: skip
+    assert_conserved(spark, lake_settings)
+
+
 def test_many_files_are_each_read_exactly_once(spark: SparkSession, lake_settings: Settings) -> None:
     # Guards against the engine returning a file twice for long path lists (seen on Sail 0.7.2).
     for day in ("20240101", "20240102", "20240103", "20240104", "20240105", "20240106", "20240107"):

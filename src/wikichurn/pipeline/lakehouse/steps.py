@@ -235,10 +235,10 @@ def classify_pending(lake: Lake, pending: Pending, first_hour: datetime) -> Clas
     hours = lake.frame(hour_of.items(), FILE_HOURS_SCHEMA)
     fields = parse_fields(bronze, hours, first_hour)
     findings = rule_findings(fields).collect()
-    repeated = [(r["_event_timestamp"], r["_domain"], r["_rows"]) for r in findings if r["_flagged_path"] is None]
-    flagged = {r["_flagged_path"] for r in findings if r["_flagged_path"] is not None}
-    repeated_hours = {hour for hour, _, _ in repeated}
-    suspects = sorted(flagged | {path for path, hour in hour_of.items() if hour in repeated_hours})
+    repeated = [(r["_event_timestamp"], r["_domain"], r["_rows"]) for r in findings if r["_domain"] is not None]
+    # The hours with a flagged row or a repeated domain (None: files without an hour).
+    hours_to_check = {r["_event_timestamp"] for r in findings}
+    suspects = sorted(path for path, hour in hour_of.items() if hour in hours_to_check)
     log.info(
         "silver: rules applied to %d files; %d domain-hours listed twice; %d files to look at for the quarantine",
         len(pending.files),
