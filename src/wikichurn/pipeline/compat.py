@@ -12,8 +12,8 @@ Known and handled:
 - ``weekday()`` returns -1 for Sundays (Spark: 6)                          -> :func:`iso_dayofweek`
 - ``stddev_samp`` over a sliding window of equal values is NaN or a small
   non-zero number (its running sums retract values; Spark answers 0.0)      -> :func:`window_stddev`
-- the ``binaryFile`` source returns one file twice when given more than
-  ~100 paths                                                                -> :func:`distinct_files`
+- the ``binaryFile`` source returns a file twice now and then, given more
+  than ~100 paths or a few folders                                          -> :func:`distinct_files`
 
 Known, and nothing here needs a work-around:
 
@@ -21,6 +21,10 @@ Known, and nothing here needs a work-around:
   uses ``median`` / ``percentile``, which interpolate on both engines. Do not use ``percentile_approx``.
 - ``DataFrame.cache()`` is a no-op (each action runs the whole plan again) and join hints are
   ignored: nothing relies on them (silver runs its cheap plan once per output table).
+- A join with a small driver-side frame is a hash join that shuffles the large side: silver
+  tests the repeated domains with ``IN`` lists of literals (``silver.repeated_counts``).
+- A regular expression is compiled for every batch, and a ``binaryFile`` read yields a batch per
+  file: bronze takes the key out of a path with ``substring_index``.
 - ``replaceWhere`` does not check its predicate: the lake uses ``MERGE INTO`` / ``DELETE FROM``.
 - ``input_file_name()`` and ``_metadata.file_path`` are missing: bronze reads ``binaryFile``,
   whose ``path`` column carries the file name.
@@ -67,7 +71,8 @@ def window_stddev(column: str | Column, window: WindowSpec) -> Column:
 def distinct_files(files: DataFrame) -> DataFrame:
     """The rows of a ``binaryFile`` read with each ``path`` once.
 
-    Sail 0.7.2's ``binaryFile`` source returns one file twice when it is given more than ~100
-    paths. A file is one row, so dropping repeated paths is exact (and a no-op on Spark).
+    Sail 0.7.2's ``binaryFile`` source returns one file twice now and then when it is given more
+    than ~100 paths, or folders (a year read by month folders without this: 3,485 lines too many).
+    A file is one row, so dropping repeated paths is exact (and a no-op on Spark).
     """
     return files.dropDuplicates(["path"])
