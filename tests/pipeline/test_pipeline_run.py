@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from tests.utils.raw import full_day, write_raw
 from wikichurn.core import tables
@@ -79,7 +80,12 @@ def test_first_run_builds_every_table(spark: SparkSession, lake_settings: Settin
     assert '"2024-01-01": 24' in report[0]["report"] and '"2024-01-02": 3' in report[0]["report"]
 
 
-def test_quarantine_finds_bad_rows_in_files_of_any_kind(spark: SparkSession, lake_settings: Settings) -> None:
+@pytest.mark.parametrize("collide", [False, True], ids=["path keys", "colliding path keys"])
+def test_quarantine_finds_bad_rows_in_files_of_any_kind(
+    spark: SparkSession, lake_settings: Settings, monkeypatch: pytest.MonkeyPatch, collide: bool
+) -> None:
+    if collide:  # every file the same 64-bit key: the run must join the file hours on the paths
+        monkeypatch.setattr(steps_module, "path_key", lambda: F.lit(7).cast("long"))
     # The quarantine reads only the files of hours the rules flagged: each kind must be among them.
     write_raw(lake_settings, "projectviews-20240102-000000", ["en - 5 0", "en - 6 0", "de - 1 0"])  # a repeat only
     write_raw(lake_settings, "projectviews-20240102-010000", ["fr - 1 0", "de - 2 0"])

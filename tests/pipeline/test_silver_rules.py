@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertSchemaEqual
 
@@ -14,11 +14,13 @@ from wikichurn.pipeline.lakehouse.silver import (
     CLEAN_LINE_PATTERN,
     DQ_REASONS,
     HOUR_RULES,
+    PATH_KEY,
     ROW_RULES,
     clean_rows,
     file_hours,
     parse_bronze,
     parse_fields,
+    path_key,
     quarantined_rows,
     row_reason,
 )
@@ -107,6 +109,21 @@ def test_the_shortcut_gives_the_reasons_of_the_plain_rules(spark: SparkSession) 
     matched = {r["value"] for r in got if r["matches"]}
     assert "en - 123456789012345678 0" in matched
     assert "en - 9223372036854775807 0" not in matched
+
+
+def test_file_hours_keyed_by_path_hash_give_the_same_fields(spark: SparkSession) -> None:
+    rows = SHORTCUT_EDGES + [(line, path) for line, path, _ in ROW_CASES]
+    bronze = spark.createDataFrame([(v, p, AT) for v, p in rows], BRONZE_SCHEMA)
+    hours = file_hours(bronze)
+    keyed = hours.select(path_key().alias(PATH_KEY), "_event_timestamp")
+    columns = ["value", "_source_path", "_event_timestamp", "_domain", "_count_text", "_row_reason"]
+
+    def fields(frame: DataFrame) -> list[tuple[object, ...]]:
+        return sorted(tuple(r) for r in parse_fields(bronze, frame).select(*columns).collect())
+
+    by_path = fields(hours)
+    assert by_path == fields(keyed)
+    assert sum(r[2] is not None for r in by_path) > len(rows) / 2  # most files have an hour
 
 
 def test_duplicate_domain_in_one_hour_quarantines_every_copy(spark: SparkSession) -> None:

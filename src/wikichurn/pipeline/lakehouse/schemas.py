@@ -118,3 +118,11 @@ FILE_HOURS_SCHEMA = StructType(
         StructField("_event_timestamp", TimestampType(), True),
     ]
 )
+
+# The same, keyed by silver.path_key() (when no two files of the batch share a key).
+KEYED_FILE_HOURS_SCHEMA = StructType(
+    [
+        StructField("_path_key", LongType(), False),
+        StructField("_event_timestamp", TimestampType(), True),
+    ]
+)

@@ -23,15 +23,18 @@ from wikichurn.pipeline.lakehouse.gold import build_gold_daily
 from wikichurn.pipeline.lakehouse.schemas import (
     DQ_REPORT_SCHEMA,
     FILE_HOURS_SCHEMA,
+    KEYED_FILE_HOURS_SCHEMA,
     LEDGER_SCHEMA,
     SOURCE_PATHS_SCHEMA,
 )
 from wikichurn.pipeline.lakehouse.silver import (
     DQ_REASONS,
+    PATH_KEY,
     classify,
     clean_rows,
     file_hours,
     parse_fields,
+    path_key,
     quarantined_rows,
     rule_findings,
 )
@@ -233,6 +236,9 @@ def classify_pending(lake: Lake, pending: Pending, first_hour: datetime) -> Clas
     paths = lake.frame(((p,) for p in pending.files), SOURCE_PATHS_SCHEMA)
     hour_of = {r["_source_path"]: r["_event_timestamp"] for r in file_hours(paths).collect()}
     hours = lake.frame(hour_of.items(), FILE_HOURS_SCHEMA)
+    keyed = hours.select(path_key().alias(PATH_KEY), "_event_timestamp").collect()
+    if len({key for key, _ in keyed}) == len(keyed):  # else (a 64-bit collision): join on the paths
+        hours = lake.frame(keyed, KEYED_FILE_HOURS_SCHEMA)
     fields = parse_fields(bronze, hours, first_hour)
     findings = rule_findings(fields).collect()
     repeated = [(r["_event_timestamp"], r["_domain"], r["_rows"]) for r in findings if r["_domain"] is not None]
