@@ -1,4 +1,4 @@
-"""Reading the feature snapshot, and what the service does with a bad or mismatched one."""
+"""Reading the feature snapshot, encoding it for the model, and what the service does with a bad or mismatched one."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.utils.serving import AS_OF, CHURN, Registry, serving_settings, write_snapshot
+from tests.utils.serving import AS_OF, CHURN, Registry, feature_frame, serving_settings, train_model, write_snapshot
 from wikichurn.core.churn import FEATURE_COLUMNS, KEY_COLUMNS
 from wikichurn.serving.main import create_app
+from wikichurn.serving.registry import ModelRef, build_loaded_model
+from wikichurn.serving.schemas import ScoreInstance
+from wikichurn.serving.scoring import ServingState, score_instances
 from wikichurn.serving.snapshot import load_snapshot
+from wikichurn.training.model import ChurnScorer
 
 
 def test_load_snapshot_rows_and_as_of(tmp_path: Path, histories: dict[str, dict[date, int]]) -> None:
@@ -73,3 +77,30 @@ def test_unreadable_new_snapshot_keeps_the_previous_one(
         again = client.post("/admin/reload").json()
         assert again["snapshot_domains"] == 5 and again["snapshot_error"] is None
         assert again["snapshot_as_of"] == str(AS_OF)
+
+
+def test_snapshot_rows_are_encoded_once_and_score_as_encoded_per_request(
+    tmp_path: Path, histories: dict[str, dict[date, int]]
+) -> None:
+    frame = feature_frame(histories)
+    booster, meta = train_model(frame, seed=2, rounds=30)
+    model = build_loaded_model(ModelRef("m", "production", "1"), ChurnScorer(booster, meta), CHURN)
+    path = tmp_path / "snap.parquet"
+    write_snapshot(path, histories)
+    snapshot = load_snapshot(path)
+    state = ServingState(model=model, snapshot=snapshot)
+    assert state.encoded is not None and not state.encoded.matrix.flags.writeable
+    codes = list(snapshot.rows)
+    # Repeated and shuffled domains, an unknown one in the middle: each gets its own row's score.
+    asked = [codes[3], codes[0], "xx.unknown", codes[3], *codes[::-1]]
+    results = score_instances(state, [ScoreInstance(domain_code=c) for c in asked])
+    assert results[2]["error"]["code"] == "unknown_domain"
+    known = [c for c in asked if c != "xx.unknown"]
+    per_request = model.scorer.predict_proba(model.scorer.encode_records([snapshot.rows[c].features for c in known]))
+    assert [r["risk_score"] for r in results if "error" not in r] == per_request.tolist()
+    assert [r["domain_code"] for r in results] == asked
+    # A snapshot without a feature of the model is not encoded (the service does not serve it).
+    frame_path = tmp_path / "partial.parquet"
+    write_snapshot(frame_path, dict(list(histories.items())[:2]))
+    pd.read_parquet(frame_path).drop(columns=["trend_slope_7d"]).to_parquet(frame_path, index=False)
+    assert ServingState(model=model, snapshot=load_snapshot(frame_path)).encoded is None

@@ -1,7 +1,7 @@
 """Turning request instances into results: the hot path of ``POST /score``.
 
-A batch is scored with one call to the native booster. Snapshot instances are looked up and encoded
-with :meth:`ChurnScorer.encode_records`; history instances are validated one by one into dense
+A batch is scored with one call to the native booster. Snapshot instances are rows of the snapshot
+encoded once per model and snapshot (:class:`EncodedSnapshot`); history instances are validated one by one into dense
 arrays, then their features are computed together, vectorised, by :mod:`wikichurn.core.columnar`
 (a matrix of one row per instance holding only the days the features read) and encoded column by
 column. No pandas on the hot path; an instance that cannot be scored becomes an error in its own
@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from operator import itemgetter
 from typing import Any
@@ -47,11 +47,40 @@ WHOLE_BATCH_FROM = 3
 
 @dataclass(frozen=True)
 class ServingState:
-    """What one request scores with: a model and a snapshot, swapped together, never mutated."""
+    """What one request scores with: a model and a snapshot, swapped together, never mutated.
+
+    The snapshot's rows are encoded for the model once, when the state is built (off the event
+    loop, by the service), so a snapshot instance costs a row look-up, not an encoding.
+    """
 
     model: LoadedModel
     snapshot: FeatureSnapshot | None
     snapshot_error: str | None = None
+    encoded: EncodedSnapshot | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.snapshot is not None and self.snapshot.rows:
+            object.__setattr__(self, "encoded", encode_snapshot(self.model, self.snapshot))
+
+
+@dataclass(frozen=True)
+class EncodedSnapshot:
+    """The snapshot as the booster reads it: one matrix row per domain, and each domain's row."""
+
+    rows: dict[str, int]
+    matrix: np.ndarray  # (domains, features) float64, read-only
+
+
+def encode_snapshot(model: LoadedModel, snapshot: FeatureSnapshot) -> EncodedSnapshot | None:
+    """Encode every snapshot row for ``model``; None when a row lacks a feature of the model (the
+    service does not serve such a snapshot; scoring then encodes per request and reports the row)."""
+    codes = list(snapshot.rows)
+    try:
+        matrix = model.scorer.encode_records([snapshot.rows[code].features for code in codes])
+    except KeyError:
+        return None
+    matrix.setflags(write=False)
+    return EncodedSnapshot({code: i for i, code in enumerate(codes)}, matrix)
 
 
 class ItemProblem(Exception):
@@ -103,7 +132,12 @@ def score_instances(
 
     blocks: list[np.ndarray] = []
     if snapshot_rows:
-        blocks.append(scorer.encode_records(snapshot_rows))
+        encoded = state.encoded
+        if encoded is not None:
+            lookup = encoded.rows
+            blocks.append(encoded.matrix[[lookup[instances[i].domain_code] for i in snapshot_at]])
+        else:
+            blocks.append(scorer.encode_records(snapshot_rows))
     columns: dict[str, np.ndarray] = {}
     if windows is not None:
         try:

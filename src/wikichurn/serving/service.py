@@ -116,7 +116,8 @@ class ScoringService:
             else:
                 model = await run_in_daemon_thread(self._load_model, ref)
             snapshot, snapshot_error = await self._next_snapshot(model, force_snapshot)
-            state = ServingState(model=model, snapshot=snapshot, snapshot_error=snapshot_error)
+            # Off the loop: building the state encodes every snapshot row for the model.
+            state = await run_in_daemon_thread(ServingState, model, snapshot, snapshot_error)
             self.current = state  # the swap: requests that already hold `before` finish with it
             self.last_error = None
             previous = before.model.version if before is not None else None
